@@ -1,0 +1,248 @@
+//! The event catalogue: one struct per event type at its current schema version,
+//! and the [`Event`] enum over all of them.
+//!
+//! Payloads are encoded as the bare struct (never as the enum), keyed by the
+//! envelope's `event_type` and `schema_version`, so reordering or adding enum variants
+//! never changes stored bytes. Older shapes live in [`crate::upcast`].
+//!
+//! Domain issues extend this catalogue; a stored event is never renamed and its
+//! meaning never changes.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::codec::{self, CodecError};
+
+/// Why a training session paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// The learner asked for a pause.
+    User,
+    /// No provider with budget left could serve the session.
+    Budget,
+    /// No healthy provider could serve the session.
+    Provider,
+}
+
+/// `training.started` (v2): a learner began a session on a focus area.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingStarted {
+    /// Session id.
+    pub session_id: Uuid,
+    /// Learner id.
+    pub user_id: String,
+    /// Focus area, e.g. `algebra`.
+    pub focus_area: String,
+    /// Planned number of rounds.
+    pub rounds: u32,
+    /// Providers the session may use, in order of preference (v2; empty for v1 events).
+    pub provider_plan: Vec<String>,
+}
+
+/// `training.paused` (v1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingPaused {
+    /// Session id.
+    pub session_id: Uuid,
+    /// Why it paused.
+    pub reason: PauseReason,
+}
+
+/// `training.resumed` (v1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingResumed {
+    /// Session id.
+    pub session_id: Uuid,
+}
+
+/// `training.completed` (v1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingCompleted {
+    /// Session id.
+    pub session_id: Uuid,
+    /// Rounds the learner completed.
+    pub rounds_completed: u32,
+}
+
+/// `config.applied` (v1): the daemon started with, or reloaded, a configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigApplied {
+    /// BLAKE3 hex digest of the effective configuration (secrets excluded).
+    pub digest: String,
+    /// Digest of the configuration applied before, if any.
+    pub previous_digest: Option<String>,
+    /// Human-readable list of the keys that changed.
+    pub changes: Vec<String>,
+}
+
+macro_rules! catalogue {
+    ($( $(#[$doc:meta])* $variant:ident($ty:ident) = ($name:literal, $version:literal); )*) => {
+        /// Every event type tutorlog writes, at its current schema version.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Event {
+            $( $(#[$doc])* $variant($ty), )*
+        }
+
+        /// `(event_type, current schema_version)` for every catalogue entry.
+        pub const CATALOGUE: &[(&str, u16)] = &[ $( ($name, $version), )* ];
+
+        impl Event {
+            /// The dotted event type name.
+            pub fn event_type(&self) -> &'static str {
+                match self { $( Event::$variant(_) => $name, )* }
+            }
+
+            /// The schema version this build writes for this type.
+            pub fn schema_version(&self) -> u16 {
+                match self { $( Event::$variant(_) => $version, )* }
+            }
+
+            /// Encodes the payload (the bare struct).
+            pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+                match self { $( Event::$variant(inner) => codec::encode(inner), )* }
+            }
+
+            /// The payload as JSON, for export and the HTTP event reader.
+            pub fn to_json(&self) -> serde_json::Value {
+                let value = match self { $( Event::$variant(inner) => serde_json::to_value(inner), )* };
+                // Catalogue structs hold only strings, numbers, ids and lists, which
+                // always serialize; a failure here is a bug in a new event type.
+                value.unwrap_or_else(|e| serde_json::json!({ "json_error": e.to_string() }))
+            }
+
+            /// Decodes a payload stored as `event_type` at `schema_version`,
+            /// upcasting older versions to today's shape.
+            pub fn decode(event_type: &str, schema_version: u16, bytes: &[u8]) -> Result<Event, CodecError> {
+                match event_type {
+                    $( $name => {
+                        if schema_version == $version {
+                            return codec::decode::<$ty>(bytes).map(Event::$variant);
+                        }
+                        if schema_version > $version {
+                            return Err(CodecError::UnknownSchemaVersion {
+                                event_type: event_type.to_owned(),
+                                schema_version,
+                                max_known: $version,
+                            });
+                        }
+                        crate::upcast::decode_old(event_type, schema_version, bytes)
+                    } )*
+                    _ => Err(CodecError::UnknownEventType {
+                        event_type: event_type.to_owned(),
+                        schema_version,
+                    }),
+                }
+            }
+        }
+    };
+}
+
+catalogue! {
+    /// A session began.
+    TrainingStarted(TrainingStarted) = ("training.started", 2);
+    /// A session paused.
+    TrainingPaused(TrainingPaused) = ("training.paused", 1);
+    /// A paused session resumed.
+    TrainingResumed(TrainingResumed) = ("training.resumed", 1);
+    /// A session finished.
+    TrainingCompleted(TrainingCompleted) = ("training.completed", 1);
+    /// A configuration took effect.
+    ConfigApplied(ConfigApplied) = ("config.applied", 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_event() -> impl Strategy<Value = Event> {
+        let uuid = any::<u128>().prop_map(Uuid::from_u128);
+        prop_oneof![
+            (
+                uuid.clone(),
+                ".*",
+                ".*",
+                any::<u32>(),
+                proptest::collection::vec(".*", 0..4)
+            )
+                .prop_map(
+                    |(session_id, user_id, focus_area, rounds, provider_plan)| {
+                        Event::TrainingStarted(TrainingStarted {
+                            session_id,
+                            user_id,
+                            focus_area,
+                            rounds,
+                            provider_plan,
+                        })
+                    }
+                ),
+            (
+                uuid.clone(),
+                prop_oneof![
+                    Just(PauseReason::User),
+                    Just(PauseReason::Budget),
+                    Just(PauseReason::Provider)
+                ]
+            )
+                .prop_map(|(session_id, reason)| Event::TrainingPaused(
+                    TrainingPaused { session_id, reason }
+                )),
+            uuid.clone()
+                .prop_map(|session_id| Event::TrainingResumed(TrainingResumed { session_id })),
+            (uuid, any::<u32>()).prop_map(|(session_id, rounds_completed)| {
+                Event::TrainingCompleted(TrainingCompleted {
+                    session_id,
+                    rounds_completed,
+                })
+            }),
+            (
+                ".*",
+                proptest::option::of(".*"),
+                proptest::collection::vec(".*", 0..4)
+            )
+                .prop_map(|(digest, previous_digest, changes)| Event::ConfigApplied(
+                    ConfigApplied {
+                        digest,
+                        previous_digest,
+                        changes
+                    }
+                )),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_event_round_trips(event in arb_event()) {
+            let bytes = event.encode().expect("encode");
+            let back = Event::decode(event.event_type(), event.schema_version(), &bytes).expect("decode");
+            prop_assert_eq!(back, event);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256), index in 0usize..5, version in 0u16..4) {
+            let (event_type, _) = CATALOGUE[index % CATALOGUE.len()];
+            let _ = Event::decode(event_type, version, &bytes);
+        }
+    }
+
+    #[test]
+    fn unknown_types_and_future_versions_are_named() {
+        let err = Event::decode("nope.nothing", 1, &[]).expect_err("unknown");
+        assert!(err.to_string().contains("nope.nothing"));
+        let err = Event::decode("training.started", 9, &[]).expect_err("future");
+        assert!(matches!(
+            err,
+            CodecError::UnknownSchemaVersion { max_known: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn catalogue_names_are_unique_and_dotted() {
+        let mut names: Vec<_> = CATALOGUE.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CATALOGUE.len());
+        assert!(CATALOGUE.iter().all(|(n, v)| n.contains('.') && *v >= 1));
+    }
+}

@@ -1,0 +1,730 @@
+//! The embedded log: a directory of segment files written by one writer thread with
+//! group commit.
+//!
+//! Layout of a log directory:
+//! - `LOCK`: held (flock) by the one process that may write;
+//! - `0000000000.seg`, `0000000001.seg`, …: segments of framed records
+//!   (see [`frame`] for the byte layout, [`segment`] for sealing and the torn-tail
+//!   rule). Each record body carries the BLAKE3 hash of the previous body, so the
+//!   log is a hash chain that [`verify`] checks end to end.
+//!
+//! Writes go through a bounded queue to one thread that drains every pending append,
+//! writes them with one `pwrite`, calls `fdatasync` once, publishes them to readers
+//! and only then acknowledges them ([`writer`]). A failed write or sync poisons the
+//! store: no later write is accepted until it is reopened.
+
+pub mod frame;
+mod index;
+pub mod segment;
+pub mod verify;
+mod writer;
+
+use std::{
+    fs::{File, OpenOptions},
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+};
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot, watch};
+use tutorlog_schemas::{codec, NewEvent, RecordedEvent};
+
+use self::{
+    frame::{read_frame, Frame},
+    index::Index,
+    segment::{corrupt, list_segments, read_segment, scan_segment, segment_path},
+    writer::{WriteRequest, Writer},
+};
+use crate::{
+    validate_stream_name, AppendResult, EventStore, ExpectedRevision, StoreError, Subscription,
+    SubscriptionSource, APPEND_EVENTS_MAX, READ_EVENTS_MAX,
+};
+
+/// Name of the lock file in a log directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+/// Default segment size: large enough that rotation is rare, small enough to copy.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+/// Segments address records with 32-bit offsets.
+pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
+/// How far ahead of the writer the active segment is zero-filled.
+pub const PREALLOCATE_BYTES_DEFAULT: u64 = 4 * 1024 * 1024;
+/// Most bytes one `append` call may add (frames included).
+pub const APPEND_BYTES_MAX: u64 = 16 * 1024 * 1024;
+/// Depth of the writer's queue; appends wait (asynchronously) when it is full.
+pub const WRITE_QUEUE_DEPTH: usize = 8192;
+
+/// Tuning for an embedded log.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Segment size at which the writer seals a segment and starts the next.
+    pub segment_bytes: u64,
+    /// Zero-fill step for the active segment.
+    pub preallocate_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
+        }
+    }
+}
+
+impl StoreOptions {
+    fn validate(&self) -> Result<(), StoreError> {
+        // Small segments are allowed (tests use them to exercise rotation); an append
+        // larger than a segment is refused at append time.
+        const SEGMENT_BYTES_MIN: u64 = 4096;
+        if self.segment_bytes < SEGMENT_BYTES_MIN || self.segment_bytes > SEGMENT_BYTES_MAX {
+            return Err(StoreError::InvalidInput(format!(
+                "segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}, got {}",
+                self.segment_bytes
+            )));
+        }
+        if self.preallocate_bytes == 0 {
+            return Err(StoreError::InvalidInput(
+                "preallocate_bytes must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// State shared by handles, the writer thread and subscriptions.
+pub(crate) struct Shared {
+    dir: PathBuf,
+    index: RwLock<Index>,
+    /// Next position (count of durable events); subscribers wait on changes.
+    head: watch::Sender<u64>,
+    poisoned: Mutex<Option<String>>,
+    closed: AtomicBool,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Held for the life of the writer; released after the writer thread exits.
+    _lock: Option<File>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        shutdown(&self.sender, &self.writer, &self.shared);
+    }
+}
+
+fn shutdown(
+    sender: &Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    writer: &Mutex<Option<JoinHandle<()>>>,
+    shared: &Shared,
+) {
+    drop(sender.lock().take());
+    if let Some(handle) = writer.lock().take() {
+        if handle.join().is_err() {
+            tracing::error!("log writer thread panicked during shutdown");
+        }
+    }
+    shared.closed.store(true, Ordering::SeqCst);
+    shared.head.send_modify(|_| {});
+}
+
+/// A handle to an embedded log. Cheap to clone; the writer stops when the last
+/// handle is dropped or [`EmbeddedStore::close`] is called.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("dir", &self.inner.shared.dir)
+            .finish()
+    }
+}
+
+/// What recovery found on open.
+struct Recovered {
+    index: Index,
+    /// Active segment id, its data end and allocated length.
+    active: Option<(u32, u64, u64)>,
+    torn: Option<(PathBuf, u64, String)>,
+}
+
+/// Scans every segment, checks every record (CRC, decode, dense positions and
+/// revisions, hash chain) and builds the index.
+fn recover(dir: &Path) -> Result<Recovered, StoreError> {
+    let (ids, _) = list_segments(dir)?;
+    let mut index = Index::default();
+    let mut active = None;
+    let mut torn = None;
+    for (n, &id) in ids.iter().enumerate() {
+        let path = segment_path(dir, id);
+        let sealed = n + 1 < ids.len();
+        let bytes = read_segment(&path)?;
+        let end = scan_segment(&path, &bytes, sealed, |offset, body| {
+            index_record(&mut index, &path, id, offset, body)
+        })?;
+        let file = File::open(&path)
+            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+        index.files.push(Arc::new(file));
+        if index.segment_ends.len() <= id as usize {
+            index.segment_ends.resize(id as usize + 1, 0);
+        }
+        index.segment_ends[id as usize] = end.data_end;
+        if !sealed {
+            active = Some((id, end.data_end, bytes.len() as u64));
+            torn = end
+                .torn
+                .map(|(offset, reason)| (path.clone(), offset, reason));
+        }
+    }
+    Ok(Recovered {
+        index,
+        active,
+        torn,
+    })
+}
+
+fn index_record(
+    index: &mut Index,
+    path: &Path,
+    segment: u32,
+    offset: u64,
+    body: &[u8],
+) -> Result<(), StoreError> {
+    let at = offset as usize;
+    let record = codec::decode_record(body)
+        .map_err(|e| corrupt(path, at, format!("record does not decode: {e}")))?;
+    if record.position != index.next_position() {
+        return Err(corrupt(
+            path,
+            at,
+            format!(
+                "position {} where {} was expected",
+                record.position,
+                index.next_position()
+            ),
+        ));
+    }
+    if record.prev_hash != index.last_hash {
+        return Err(corrupt(
+            path,
+            at,
+            "hash chain broken: previous-record hash does not match".into(),
+        ));
+    }
+    let expected_revision = index.last_revision(&record.stream).map_or(0, |r| r + 1);
+    if record.revision != expected_revision {
+        return Err(corrupt(
+            path,
+            at,
+            format!(
+                "stream {:?} revision {} where {expected_revision} was expected",
+                record.stream, record.revision
+            ),
+        ));
+    }
+    if record.recorded_at_micros < index.last_micros {
+        return Err(corrupt(path, at, "recorded_at goes backwards".into()));
+    }
+    index.last_hash = *blake3::hash(body).as_bytes();
+    index.last_micros = record.recorded_at_micros;
+    index.push(
+        &record.stream,
+        segment,
+        offset,
+        offset + (frame::FRAME_HEADER_BYTES + body.len()) as u64,
+    );
+    Ok(())
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the log in `dir` for writing, with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens the log in `dir` for writing. Takes the directory lock, recovers
+    /// (dropping a torn tail with a warning, refusing on damage before it) and starts
+    /// the writer thread.
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        let lock = acquire_lock(&dir)?;
+        let (_, temps) = list_segments(&dir)?;
+        for temp in temps {
+            std::fs::remove_file(&temp)
+                .map_err(|e| StoreError::io(format!("removing {}", temp.display()), e))?;
+        }
+        let mut recovered = recover(&dir)?;
+        let (active_id, data_end) = match recovered.active {
+            Some((id, data_end, _)) => (id, data_end),
+            None => {
+                let file = segment::create_segment(&dir, 0)?;
+                drop(file);
+                let read = File::open(segment_path(&dir, 0))
+                    .map_err(|e| StoreError::io("opening segment 0", e))?;
+                recovered.index.files.push(Arc::new(read));
+                recovered.index.segment_ends.push(0);
+                (0, 0)
+            }
+        };
+        let path = segment_path(&dir, active_id);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+        if let Some((torn_path, offset, reason)) = &recovered.torn {
+            tracing::warn!(file = %torn_path.display(), offset, reason, "dropping torn tail: an interrupted, unacknowledged write");
+        }
+        // Truncate to the data end: drops a torn tail and any stale preallocation;
+        // the writer zero-fills ahead again as it needs.
+        file.set_len(data_end)
+            .map_err(|e| StoreError::io(format!("truncating {}", path.display()), e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io(format!("syncing {}", path.display()), e))?;
+
+        let next_position = recovered.index.next_position();
+        let (head, _) = watch::channel(next_position);
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            index: RwLock::new(recovered.index),
+            head,
+            poisoned: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        });
+        let (sender, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
+        let writer = Writer::new(Arc::clone(&shared), options, file, active_id, data_end);
+        let handle = std::thread::Builder::new()
+            .name("tutorlog-log-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| StoreError::io("spawning the log writer thread", e))?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                shared,
+                sender: Mutex::new(Some(sender)),
+                writer: Mutex::new(Some(handle)),
+                _lock: Some(lock),
+            }),
+        })
+    }
+
+    /// Opens the log read-only, without the lock, as it is at this moment. Works
+    /// while a writer is running: an in-flight write at the tail is simply not seen.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(StoreError::InvalidInput(format!(
+                "log directory {} does not exist",
+                dir.display()
+            )));
+        }
+        let recovered = recover(&dir)?;
+        let (head, _) = watch::channel(recovered.index.next_position());
+        let shared = Arc::new(Shared {
+            dir,
+            index: RwLock::new(recovered.index),
+            head,
+            poisoned: Mutex::new(None),
+            closed: AtomicBool::new(true),
+        });
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                shared,
+                sender: Mutex::new(None),
+                writer: Mutex::new(None),
+                _lock: None,
+            }),
+        })
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.shared.dir
+    }
+
+    /// Stops accepting appends, waits for the writer to make every queued append
+    /// durable, and ends live subscriptions once they have delivered everything.
+    pub fn close(&self) {
+        shutdown(&self.inner.sender, &self.inner.writer, &self.inner.shared);
+    }
+
+    /// Whether an earlier write failure poisoned the store.
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.shared.poisoned.lock().clone()
+    }
+
+    /// Number of distinct streams.
+    pub fn stream_count(&self) -> usize {
+        self.inner.shared.index.read().streams.len()
+    }
+
+    /// BLAKE3 hash of the last record (the head of the hash chain), hex.
+    pub fn head_hash(&self) -> String {
+        hex::encode(self.inner.shared.index.read().last_hash)
+    }
+
+    /// A receiver of the next position (event count), updated after each durable batch.
+    pub fn watch_head(&self) -> watch::Receiver<u64> {
+        self.inner.shared.head.subscribe()
+    }
+
+    fn check_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+        validate_stream_name(stream)?;
+        if events.is_empty() {
+            return Err(StoreError::InvalidInput(
+                "append needs at least one event".into(),
+            ));
+        }
+        if events.len() > APPEND_EVENTS_MAX {
+            return Err(StoreError::InvalidInput(format!(
+                "{} events in one append, the limit is {APPEND_EVENTS_MAX}",
+                events.len()
+            )));
+        }
+        // Bound each record before encoding: fixed fields take well under 256 bytes.
+        let mut total = 0u64;
+        for event in events {
+            let estimate = 256 + stream.len() + event.event_type.len() + event.payload.len();
+            if estimate > codec::RECORD_BODY_BYTES_MAX {
+                return Err(StoreError::InvalidInput(format!(
+                    "event payload of {} bytes exceeds the record limit of {} bytes",
+                    event.payload.len(),
+                    codec::RECORD_BODY_BYTES_MAX
+                )));
+            }
+            if event.event_type.is_empty() || event.event_type.len() > 128 {
+                return Err(StoreError::InvalidInput(
+                    "event type must be 1 to 128 bytes".into(),
+                ));
+            }
+            total += estimate as u64;
+        }
+        if total > APPEND_BYTES_MAX {
+            return Err(StoreError::InvalidInput(format!(
+                "append of ~{total} bytes exceeds the limit of {APPEND_BYTES_MAX}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn acquire_lock(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            dir: dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
+impl Shared {
+    fn read_all_sync(&self, from: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let max = max.min(READ_EVENTS_MAX);
+        // Copy out contiguous byte ranges per segment, then read without the lock.
+        let mut ranges: Vec<(u32, Arc<File>, u64, u64, usize)> = Vec::new();
+        {
+            let index = self.index.read();
+            let to = index.next_position().min(from.saturating_add(max as u64));
+            let mut position = from;
+            while position < to {
+                let Some((segment, start, mut end)) = index.range_of(position) else {
+                    break;
+                };
+                let mut count = 1usize;
+                while position + (count as u64) < to {
+                    match index.range_of(position + count as u64) {
+                        Some((s, _, e)) if s == segment => {
+                            end = e;
+                            count += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                let Some(file) = index.files.get(segment as usize) else {
+                    break;
+                };
+                ranges.push((segment, Arc::clone(file), start, end, count));
+                position += count as u64;
+            }
+        }
+        let mut events = Vec::with_capacity(max.min(4096));
+        for (segment, file, start, end, count) in ranges {
+            self.read_range(segment, &file, start, end, count, &mut events)?;
+        }
+        Ok(events)
+    }
+
+    fn read_stream_sync(
+        &self,
+        stream: &str,
+        from_revision: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let max = max.min(READ_EVENTS_MAX);
+        let ranges: Vec<(u32, Arc<File>, u64, u64)> = {
+            let index = self.index.read();
+            let Some(positions) = index.streams.get(stream) else {
+                return Ok(Vec::new());
+            };
+            let from = usize::try_from(from_revision)
+                .unwrap_or(usize::MAX)
+                .min(positions.len());
+            let to = from.saturating_add(max).min(positions.len());
+            positions[from..to]
+                .iter()
+                .filter_map(|&p| {
+                    let (segment, start, end) = index.range_of(p)?;
+                    Some((
+                        segment,
+                        Arc::clone(index.files.get(segment as usize)?),
+                        start,
+                        end,
+                    ))
+                })
+                .collect()
+        };
+        let mut events = Vec::with_capacity(ranges.len());
+        for (segment, file, start, end) in ranges {
+            self.read_range(segment, &file, start, end, 1, &mut events)?;
+        }
+        Ok(events)
+    }
+
+    fn read_range(
+        &self,
+        segment: u32,
+        file: &File,
+        start: u64,
+        end: u64,
+        count: usize,
+        out: &mut Vec<RecordedEvent>,
+    ) -> Result<(), StoreError> {
+        let path = segment_path(&self.dir, segment);
+        let mut buf = vec![0u8; (end - start) as usize];
+        file.read_exact_at(&mut buf, start)
+            .map_err(|e| StoreError::io(format!("reading {} at {start}", path.display()), e))?;
+        let mut offset = 0usize;
+        for _ in 0..count {
+            match read_frame(&buf, offset) {
+                Frame::Record { body, next } => {
+                    let record = codec::decode_record(body)
+                        .and_then(codec::RecordBody::into_recorded)
+                        .map_err(|e| {
+                            corrupt(
+                                &path,
+                                start as usize + offset,
+                                format!("record does not decode: {e}"),
+                            )
+                        })?;
+                    out.push(record);
+                    offset = next;
+                }
+                Frame::End => {
+                    return Err(corrupt(
+                        &path,
+                        start as usize + offset,
+                        "indexed record is missing".into(),
+                    ))
+                }
+                Frame::Bad { reason, .. } => {
+                    return Err(corrupt(&path, start as usize + offset, reason))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        Self::check_append(stream, &events)?;
+        if let Some(reason) = self.poisoned() {
+            return Err(StoreError::Poisoned(reason));
+        }
+        let sender = self.inner.sender.lock().clone();
+        let Some(sender) = sender else {
+            return Err(if self.inner._lock.is_none() {
+                StoreError::ReadOnly
+            } else {
+                StoreError::Closed
+            });
+        };
+        let (reply, response) = oneshot::channel();
+        let request = WriteRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            reply,
+        };
+        sender.send(request).await.map_err(|_| StoreError::Closed)?;
+        response.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_revision: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let shared = Arc::clone(&self.inner.shared);
+        let stream = stream.to_owned();
+        tokio::task::spawn_blocking(move || shared.read_stream_sync(&stream, from_revision, max))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+
+    async fn read_all(
+        &self,
+        from_position: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let shared = Arc::clone(&self.inner.shared);
+        tokio::task::spawn_blocking(move || shared.read_all_sync(from_position, max))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+
+    async fn stream_revision(&self, stream: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.inner.shared.index.read().last_revision(stream))
+    }
+
+    fn last_position(&self) -> Option<u64> {
+        self.inner
+            .shared
+            .index
+            .read()
+            .next_position()
+            .checked_sub(1)
+    }
+
+    fn subscribe_all(&self, from_position: u64) -> Subscription {
+        Subscription::new(Box::new(LogSubscription::new(
+            Arc::clone(&self.inner.shared),
+            None,
+            from_position,
+        )))
+    }
+
+    fn subscribe_stream(&self, stream: &str, from_revision: u64) -> Subscription {
+        Subscription::new(Box::new(LogSubscription::new(
+            Arc::clone(&self.inner.shared),
+            Some(stream.to_owned()),
+            from_revision,
+        )))
+    }
+}
+
+impl EmbeddedStore {
+    /// Synchronous `read_all`, for tools that do not run an async runtime.
+    pub fn read_all_blocking(
+        &self,
+        from_position: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.shared.read_all_sync(from_position, max)
+    }
+}
+
+/// A pull-based subscription over the embedded log: it reads by position, so it
+/// cannot skip or repeat an event, and waits on the head watch when caught up.
+struct LogSubscription {
+    shared: Arc<Shared>,
+    stream: Option<String>,
+    /// Next position (for `$all`) or revision (for a stream) to deliver.
+    cursor: u64,
+    buffer: std::collections::VecDeque<RecordedEvent>,
+    head: watch::Receiver<u64>,
+}
+
+/// Events read per catch-up step.
+const SUBSCRIPTION_CHUNK_EVENTS: usize = 1024;
+
+impl LogSubscription {
+    fn new(shared: Arc<Shared>, stream: Option<String>, cursor: u64) -> Self {
+        let head = shared.head.subscribe();
+        LogSubscription {
+            shared,
+            stream,
+            cursor,
+            buffer: std::collections::VecDeque::new(),
+            head,
+        }
+    }
+
+    async fn fill(&mut self) -> Result<(), StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let stream = self.stream.clone();
+        let cursor = self.cursor;
+        let events = tokio::task::spawn_blocking(move || match stream {
+            None => shared.read_all_sync(cursor, SUBSCRIPTION_CHUNK_EVENTS),
+            Some(stream) => shared.read_stream_sync(&stream, cursor, SUBSCRIPTION_CHUNK_EVENTS),
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))??;
+        if let Some(last) = events.last() {
+            self.cursor = if self.stream.is_some() {
+                last.revision + 1
+            } else {
+                last.position + 1
+            };
+        }
+        self.buffer.extend(events);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SubscriptionSource for LogSubscription {
+    async fn next(&mut self) -> Option<Result<RecordedEvent, StoreError>> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Some(Ok(event));
+            }
+            // Mark the head as seen before reading, so an append that lands after the
+            // read below still wakes us.
+            self.head.borrow_and_update();
+            let closed = self.shared.closed.load(Ordering::SeqCst);
+            if let Err(error) = self.fill().await {
+                return Some(Err(error));
+            }
+            if !self.buffer.is_empty() {
+                continue;
+            }
+            if closed || self.head.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! Segment files: naming, listing, scanning, and the torn-tail rule.
+//!
+//! Segments are named `NNNNNNNNNN.seg` by a dense id from 0. All but the last are
+//! sealed: truncated to exactly their records, so any bad byte in them is corruption.
+//! The last (active) segment is zero-filled ahead of the writer; its data ends at the
+//! first all-zero frame header.
+//!
+//! The torn-tail rule for the active segment: a bad frame followed only by zero
+//! bytes is the remains of a write that was interrupted before its fsync (and so
+//! never acknowledged): it is dropped with a warning. A bad frame followed by any
+//! non-zero byte means damage in the middle of the log: opening stops, naming the
+//! file and offset.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{Read, Write},
+    path::{Path, PathBuf},
+};
+
+use super::frame::{read_frame, Frame};
+use crate::StoreError;
+
+/// File name suffix of segments.
+pub const SEGMENT_SUFFIX: &str = ".seg";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Operator hint attached to corruption errors.
+pub const REPAIR_HINT: &str = "Restore this segment from a backup or replica; tutorlog never drops records before the tail on its own. `tutorlog audit verify` lists the first bad record.";
+
+/// The path of segment `id` in `dir`.
+pub fn segment_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id:010}{SEGMENT_SUFFIX}"))
+}
+
+/// Segment ids present in `dir`, sorted. Stray temp files from an interrupted
+/// creation are reported separately so a writer can remove them.
+pub fn list_segments(dir: &Path) -> Result<(Vec<u32>, Vec<PathBuf>), StoreError> {
+    let mut ids = Vec::new();
+    let mut temps = Vec::new();
+    let entries =
+        fs::read_dir(dir).map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(format!("listing {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(TEMP_SUFFIX) {
+            temps.push(entry.path());
+        } else if let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) {
+            let id = stem.parse::<u32>().map_err(|_| StoreError::Corrupt {
+                file: entry.path(),
+                offset: 0,
+                reason: "segment file name is not a number".into(),
+                hint: "Move unrelated files out of the log directory.",
+            })?;
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    for (expected, &id) in ids.iter().enumerate() {
+        if u32::try_from(expected).ok() != Some(id) {
+            return Err(StoreError::Corrupt {
+                file: segment_path(dir, expected as u32),
+                offset: 0,
+                reason: format!("segment {expected} is missing (found {id})"),
+                hint: REPAIR_HINT,
+            });
+        }
+    }
+    Ok((ids, temps))
+}
+
+/// Reads a whole segment file.
+pub fn read_segment(path: &Path) -> Result<Vec<u8>, StoreError> {
+    let mut file =
+        File::open(path).map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
+    Ok(bytes)
+}
+
+/// How a scan of a segment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// Offset just past the last good record.
+    pub data_end: u64,
+    /// A torn tail found in the active segment: its offset and what was wrong.
+    pub torn: Option<(u64, String)>,
+}
+
+/// Walks the frames of one segment, calling `visit(offset, body)` for each good one.
+///
+/// `sealed` segments must be exactly a sequence of good frames. The active one may
+/// end in zeros, or in a torn frame followed by zeros.
+pub fn scan_segment(
+    path: &Path,
+    bytes: &[u8],
+    sealed: bool,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<ScanEnd, StoreError> {
+    let mut offset = 0usize;
+    loop {
+        match read_frame(bytes, offset) {
+            Frame::Record { body, next } => {
+                visit(offset as u64, body)?;
+                offset = next;
+            }
+            Frame::End => {
+                if sealed && offset != bytes.len() {
+                    return Err(corrupt(
+                        path,
+                        offset,
+                        "sealed segment has zero bytes where a record should be".into(),
+                    ));
+                }
+                return Ok(ScanEnd {
+                    data_end: offset as u64,
+                    torn: None,
+                });
+            }
+            Frame::Bad { reason, extent_end } => {
+                let rest_is_zero = bytes
+                    .get(extent_end..)
+                    .is_none_or(|rest| rest.iter().all(|&b| b == 0));
+                if sealed || !rest_is_zero {
+                    return Err(corrupt(path, offset, reason));
+                }
+                return Ok(ScanEnd {
+                    data_end: offset as u64,
+                    torn: Some((offset as u64, reason)),
+                });
+            }
+        }
+    }
+}
+
+/// A corruption error for `path` at `offset`.
+pub fn corrupt(path: &Path, offset: usize, reason: String) -> StoreError {
+    StoreError::Corrupt {
+        file: path.to_path_buf(),
+        offset: offset as u64,
+        reason,
+        hint: REPAIR_HINT,
+    }
+}
+
+/// Creates an empty segment file durably: created under a temp name, fsynced,
+/// renamed, and the directory fsynced, so a crash never leaves a half-made segment
+/// under a real name.
+pub fn create_segment(dir: &Path, id: u32) -> Result<File, StoreError> {
+    let path = segment_path(dir, id);
+    let temp = dir.join(format!("{id:010}{SEGMENT_SUFFIX}{TEMP_SUFFIX}"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)
+        .map_err(|e| classify_io(format!("creating {}", temp.display()), e))?;
+    file.sync_all()
+        .map_err(|e| classify_io(format!("syncing {}", temp.display()), e))?;
+    fs::rename(&temp, &path)
+        .map_err(|e| classify_io(format!("renaming {} into place", temp.display()), e))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Fsyncs a directory so that creations and renames in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| classify_io(format!("syncing directory {}", dir.display()), e))
+}
+
+/// Appends `bytes` zero bytes at the end of `file` and syncs, so later writes to
+/// that range are overwrites of allocated blocks and `fdatasync` need not commit
+/// file-size metadata on every batch.
+pub fn zero_fill(file: &mut File, bytes: u64, path: &Path) -> Result<(), StoreError> {
+    use std::io::{Seek, SeekFrom};
+    const CHUNK_BYTES: usize = 1024 * 1024;
+    let zeros = vec![0u8; CHUNK_BYTES];
+    file.seek(SeekFrom::End(0))
+        .map_err(|e| classify_io(format!("seeking {}", path.display()), e))?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(CHUNK_BYTES as u64) as usize;
+        file.write_all(&zeros[..n])
+            .map_err(|e| classify_io(format!("preallocating {}", path.display()), e))?;
+        left -= n as u64;
+    }
+    file.sync_all()
+        .map_err(|e| classify_io(format!("syncing {}", path.display()), e))
+}
+
+/// Maps ENOSPC to [`StoreError::DiskFull`] and everything else to an I/O error.
+pub fn classify_io(context: String, error: std::io::Error) -> StoreError {
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        StoreError::DiskFull(format!("{context}: {error}"))
+    } else {
+        StoreError::io(context, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::frame::encode_frame;
+    use super::*;
+
+    fn two_frames() -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode_frame(b"first record", &mut buf);
+        encode_frame(b"second record", &mut buf);
+        buf
+    }
+
+    fn count(bytes: &[u8], sealed: bool) -> Result<(usize, ScanEnd), StoreError> {
+        let mut n = 0;
+        let end = scan_segment(Path::new("x.seg"), bytes, sealed, |_, _| {
+            n += 1;
+            Ok(())
+        })?;
+        Ok((n, end))
+    }
+
+    #[test]
+    fn active_segment_ends_at_zeros() {
+        let mut buf = two_frames();
+        let data = buf.len() as u64;
+        buf.extend_from_slice(&[0; 100]);
+        let (n, end) = count(&buf, false).expect("scan");
+        assert_eq!((n, end.data_end, end.torn), (2, data, None));
+    }
+
+    #[test]
+    fn torn_last_record_is_dropped() {
+        let mut buf = two_frames();
+        let first_len = 8 + b"first record".len();
+        buf.truncate(buf.len() - 3);
+        buf.extend_from_slice(&[0; 64]);
+        let (n, end) = count(&buf, false).expect("scan");
+        assert_eq!(n, 1);
+        assert_eq!(end.data_end, first_len as u64);
+        assert!(end.torn.is_some());
+    }
+
+    #[test]
+    fn damage_before_the_tail_refuses() {
+        let mut buf = two_frames();
+        buf[10] ^= 0xff;
+        buf.extend_from_slice(&[0; 64]);
+        let err = count(&buf, false).expect_err("corrupt");
+        assert!(
+            matches!(err, StoreError::Corrupt { offset: 0, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sealed_segments_allow_no_tail() {
+        let buf = two_frames();
+        assert_eq!(count(&buf, true).expect("clean").0, 2);
+        let mut torn = buf.clone();
+        torn.truncate(buf.len() - 1);
+        assert!(count(&torn, true).is_err());
+        let mut zeros = buf;
+        zeros.extend_from_slice(&[0; 8]);
+        assert!(count(&zeros, true).is_err());
+    }
+}

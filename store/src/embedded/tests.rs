@@ -1,0 +1,199 @@
+use super::*;
+use crate::conformance::{self, test_event, Harness};
+
+struct Embedded {
+    dir: tempfile::TempDir,
+    options: StoreOptions,
+}
+
+#[async_trait]
+impl Harness for Embedded {
+    type Store = EmbeddedStore;
+    async fn open(&self) -> EmbeddedStore {
+        EmbeddedStore::open_with(self.dir.path(), self.options.clone()).expect("open")
+    }
+    async fn close(&self, store: EmbeddedStore) {
+        store.close();
+    }
+}
+
+fn small() -> StoreOptions {
+    // Small segments so the suite crosses many rotations.
+    StoreOptions {
+        segment_bytes: 16 * 1024,
+        preallocate_bytes: 4096,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_default_segments() {
+    let harness = Embedded {
+        dir: tempfile::tempdir().expect("tempdir"),
+        options: StoreOptions {
+            segment_bytes: 1 << 20,
+            ..StoreOptions::default()
+        },
+    };
+    conformance::run_all(&harness).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_small_segments() {
+    let harness = Embedded {
+        dir: tempfile::tempdir().expect("tempdir"),
+        options: small(),
+    };
+    conformance::run_all(&harness).await;
+    let (ids, _) = list_segments(harness.dir.path()).expect("list");
+    assert!(
+        ids.len() > 5,
+        "expected many rotations, got {} segments",
+        ids.len()
+    );
+    let report = verify::verify(harness.dir.path()).expect("verify");
+    assert!(report.records > 500 && report.unfinished_tail.is_none());
+}
+
+#[tokio::test]
+async fn second_writer_is_refused_and_reader_works_alongside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    store
+        .append("s-1", ExpectedRevision::Any, vec![test_event("a")])
+        .await
+        .expect("append");
+    match EmbeddedStore::open(dir.path()) {
+        Err(StoreError::Locked { .. }) => {}
+        other => panic!("second writer opened: {other:?}"),
+    }
+    let reader = EmbeddedStore::open_read_only(dir.path()).expect("read-only");
+    assert_eq!(reader.last_position(), Some(0));
+    assert!(matches!(
+        reader
+            .append("s-1", ExpectedRevision::Any, vec![test_event("b")])
+            .await,
+        Err(StoreError::ReadOnly)
+    ));
+    store.close();
+    drop(store);
+    let again = EmbeddedStore::open(dir.path()).expect("lock released after close");
+    assert_eq!(again.last_position(), Some(0));
+}
+
+async fn write_some(
+    dir: &std::path::Path,
+    options: StoreOptions,
+    count: usize,
+) -> Vec<RecordedEvent> {
+    let store = EmbeddedStore::open_with(dir, options).expect("open");
+    for i in 0..count {
+        store
+            .append(
+                &format!("s-{}", i % 3),
+                ExpectedRevision::Any,
+                vec![test_event(&format!("event number {i}"))],
+            )
+            .await
+            .expect("append");
+    }
+    let events = store.read_all(0, 10_000).await.expect("read");
+    store.close();
+    events
+}
+
+#[tokio::test]
+async fn torn_tail_is_truncated_with_nothing_else_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = write_some(dir.path(), StoreOptions::default(), 10).await;
+    let path = segment::segment_path(dir.path(), 0);
+    let bytes = std::fs::read(&path).expect("read");
+    let end = segment::scan_segment(&path, &bytes, false, |_, _| Ok(()))
+        .expect("scan")
+        .data_end;
+    // Cut the last record mid-way, leaving the preallocated zeros after it, as an
+    // interrupted write does.
+    let mut torn = bytes[..end as usize - 10].to_vec();
+    torn.resize(bytes.len(), 0);
+    std::fs::write(&path, &torn).expect("write");
+    let store = EmbeddedStore::open(dir.path()).expect("recovers");
+    let after = store.read_all(0, 100).await.expect("read");
+    assert_eq!(after, events[..9].to_vec());
+    let result = store
+        .append("s-x", ExpectedRevision::Any, vec![test_event("next")])
+        .await
+        .expect("append after recovery");
+    assert_eq!(result.position, 9);
+    store.close();
+    assert_eq!(verify::verify(dir.path()).expect("verify").records, 10);
+}
+
+#[tokio::test]
+async fn any_flipped_byte_in_a_sealed_segment_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_some(dir.path(), small(), 600).await;
+    let (ids, _) = list_segments(dir.path()).expect("list");
+    assert!(ids.len() >= 3);
+    let path = segment::segment_path(dir.path(), 1);
+    let clean = std::fs::read(&path).expect("read");
+    for offset in (0..clean.len()).step_by(37) {
+        let mut bytes = clean.clone();
+        bytes[offset] ^= 0x40;
+        std::fs::write(&path, &bytes).expect("write");
+        match verify::verify(dir.path()) {
+            Err(StoreError::Corrupt {
+                file, offset: at, ..
+            }) => {
+                assert_eq!(file, path);
+                assert!(
+                    at <= offset as u64,
+                    "reported offset {at} is after the flip at {offset}"
+                );
+            }
+            other => panic!("flip at {offset} not detected: {other:?}"),
+        }
+        assert!(
+            matches!(
+                EmbeddedStore::open(dir.path()),
+                Err(StoreError::Corrupt { .. })
+            ),
+            "writer opened a corrupt log"
+        );
+    }
+    std::fs::write(&path, &clean).expect("restore");
+    assert!(verify::verify(dir.path()).is_ok());
+}
+
+#[tokio::test]
+async fn damage_in_the_middle_of_the_active_segment_refuses_to_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_some(dir.path(), StoreOptions::default(), 20).await;
+    let path = segment::segment_path(dir.path(), 0);
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[40] ^= 1;
+    std::fs::write(&path, &bytes).expect("write");
+    let err = EmbeddedStore::open(dir.path()).expect_err("must refuse");
+    let message = err.to_string();
+    assert!(
+        message.contains("0000000000.seg") && message.contains("offset 0"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_and_empty_appends_are_client_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open_with(dir.path(), small()).expect("open");
+    let big = NewEvent::raw("test.big", 1, vec![7; 20 * 1024]);
+    let err = store
+        .append("s", ExpectedRevision::Any, vec![big])
+        .await
+        .expect_err("bigger than a segment");
+    assert!(err.is_client_error(), "{err}");
+    let huge = NewEvent::raw("test.big", 1, vec![7; codec::RECORD_BODY_BYTES_MAX]);
+    assert!(store
+        .append("s", ExpectedRevision::Any, vec![huge])
+        .await
+        .expect_err("too big")
+        .is_client_error());
+    assert_eq!(store.last_position(), None);
+}

@@ -1,0 +1,98 @@
+//! The tutorlog event store.
+//!
+//! [`EventStore`] is the only seam between tutorlog and its log. Two backends
+//! implement it: the embedded segmented log in [`embedded`] (the default) and, behind
+//! the `kurrentdb` feature, KurrentDB. Both must pass [`conformance`].
+//!
+//! Guarantees every backend gives:
+//! - `append` returns only after the events are durable; a failed append wrote
+//!   nothing that any reader will ever see.
+//! - `$all` positions are dense from 0 and totally ordered; a stream's revisions are
+//!   dense from 0. `recorded_at` never decreases along `$all`.
+//! - Subscriptions deliver catch-up then live events with no gap and no duplicate.
+
+pub mod conformance;
+pub mod embedded;
+mod error;
+mod revision;
+mod subscription;
+
+use async_trait::async_trait;
+pub use embedded::{EmbeddedStore, StoreOptions};
+pub use error::StoreError;
+pub use revision::{AppendResult, ExpectedRevision};
+pub use subscription::{Subscription, SubscriptionSource};
+pub use tutorlog_schemas::{NewEvent, RecordedEvent};
+
+/// Longest stream name accepted, in bytes.
+pub const STREAM_NAME_BYTES_MAX: usize = 256;
+/// Most events in one `append` call.
+pub const APPEND_EVENTS_MAX: usize = 10_000;
+/// Most events one read call returns.
+pub const READ_EVENTS_MAX: usize = 10_000;
+
+/// An append-only log of events grouped into streams, with a global order (`$all`).
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if its current revision matches `expected`, and
+    /// returns once they are durable. All events of one call land together, in order,
+    /// at consecutive revisions and positions, or none does.
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// Reads up to `max` events of `stream` starting at revision `from_revision`.
+    /// An unknown stream reads as empty.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_revision: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `max` events of `$all` starting at `from_position`.
+    async fn read_all(
+        &self,
+        from_position: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The last revision of `stream`, or `None` when it has no events.
+    async fn stream_revision(&self, stream: &str) -> Result<Option<u64>, StoreError>;
+
+    /// The position of the last durable event, or `None` for an empty log.
+    fn last_position(&self) -> Option<u64>;
+
+    /// Catch-up then live subscription to `$all` from `from_position`.
+    fn subscribe_all(&self, from_position: u64) -> Subscription;
+
+    /// Catch-up then live subscription to one stream from `from_revision`.
+    fn subscribe_stream(&self, stream: &str, from_revision: u64) -> Subscription;
+}
+
+/// Checks a stream name: non-empty, bounded, and not a reserved `$` name.
+pub fn validate_stream_name(stream: &str) -> Result<(), StoreError> {
+    if stream.is_empty() {
+        return Err(StoreError::InvalidInput("stream name is empty".into()));
+    }
+    if stream.len() > STREAM_NAME_BYTES_MAX {
+        return Err(StoreError::InvalidInput(format!(
+            "stream name is {} bytes, the limit is {STREAM_NAME_BYTES_MAX}",
+            stream.len()
+        )));
+    }
+    if stream.starts_with('$') {
+        return Err(StoreError::InvalidInput(format!(
+            "stream names starting with '$' are reserved: {stream:?}"
+        )));
+    }
+    if stream.chars().any(char::is_control) {
+        return Err(StoreError::InvalidInput(format!(
+            "stream name has control characters: {stream:?}"
+        )));
+    }
+    Ok(())
+}
