@@ -1,1 +1,13 @@
-//! tutorlog
+//! The tutorlog daemon: configuration, HTTP API, CLI commands and wiring.
+//!
+//! The domain lives in the member crates: `tutorlog-schemas` (events and codec),
+//! `tutorlog-store` (the log), `tutorlog-actors` (deciders inside actors) and
+//! `tutorlog-projections` (read models). This crate puts them together.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod telemetry;
+pub mod views;

@@ -1,1 +1,43 @@
-fn main() {}
+//! The `tutorlog` binary: parses the command line and reports failures as one
+//! line on stderr with a non-zero exit code.
+
+use clap::Parser;
+use tutorlog::{
+    cli::{AuditCommand, Cli, Command, ConfigCommand},
+    commands, config, daemon, telemetry,
+};
+
+fn main() {
+    let cli = Cli::parse();
+    telemetry::init_logging(cli.log_format);
+    if let Err(error) = run(cli) {
+        // `{:#}` prints the whole context chain on one line.
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("tutorlog-worker")
+                .build()?;
+            runtime.block_on(daemon::serve(args))
+        }
+        Command::Events(args) => commands::events::run(&args),
+        Command::Audit {
+            command: AuditCommand::Verify { data_dir },
+        } => commands::audit::verify_log(&data_dir),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let config = config::Config::load(&file)?;
+            let effective: serde_json::Value = serde_json::from_str(&config.effective_json())?;
+            println!("{}", serde_json::to_string_pretty(&effective)?);
+            eprintln!("{}: valid", file.display());
+            Ok(())
+        }
+    }
+}

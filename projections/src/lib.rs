@@ -1,1 +1,39 @@
-//! placeholder
+//! tutorlog projections: read models folded from the event log.
+//!
+//! - [`Projection`]: a pure, infallible fold of events into a serializable model.
+//! - [`ProjectionRunner`]: keeps one projection up to date by tailing `$all`,
+//!   snapshots it (one checksummed file per projection, replaced atomically), and
+//!   resumes from the snapshot on restart without applying any event twice.
+//! - [`ProjectionReader`]: lock-light reads of the published model, and
+//!   [`ProjectionReader::wait_for`] for read-your-writes (`?min_position=`).
+//! - [`replay_until`]: the same fold as of a past position or time.
+//! - [`StreamStats`]: the built-in `stream_stats` read model.
+//!
+//! Decoding policy (runner and replay alike): an event whose type this build does
+//! not know is passed over (counted in
+//! [`telemetry::SKIPPED_EVENTS_TOTAL`] by the runner) after
+//! [`Projection::apply_raw`] saw it; any other decode error stops the fold with
+//! [`ProjectionError::Decode`], so a projection never silently diverges.
+
+mod error;
+mod projection;
+mod reader;
+mod replay;
+mod runner;
+mod runner_task;
+pub mod snapshot;
+mod snapshot_load;
+pub mod stream_stats;
+pub mod telemetry;
+
+pub use error::{ProjectionError, WaitError};
+pub use projection::{is_valid_name, Projection, PROJECTION_NAME_BYTES_MAX};
+pub use reader::{ProjectionReader, RunnerStatus, WAIT_TIMEOUT_MAX};
+pub use replay::{
+    replay_until, replay_until_with_progress, ReplayProgress, Replayed, Until, REPLAY_CHUNK_EVENTS,
+};
+pub use runner::{
+    ProjectionRunner, RunnerExit, RunnerOptions, StopReason, BATCH_EVENTS_MAX,
+    SNAPSHOT_INTERVAL_MIN,
+};
+pub use stream_stats::{StreamStats, StreamStatsModel};

@@ -72,8 +72,10 @@ pub struct ConfigApplied {
     pub digest: String,
     /// Digest of the configuration applied before, if any.
     pub previous_digest: Option<String>,
-    /// Human-readable list of the keys that changed.
+    /// Dotted keys whose values changed since the previous configuration.
     pub changes: Vec<String>,
+    /// The effective configuration as canonical JSON, secrets removed.
+    pub effective_json: String,
 }
 
 macro_rules! catalogue {
@@ -199,15 +201,17 @@ mod tests {
             (
                 ".*",
                 proptest::option::of(".*"),
-                proptest::collection::vec(".*", 0..4)
+                proptest::collection::vec(".*", 0..4),
+                ".*",
             )
-                .prop_map(|(digest, previous_digest, changes)| Event::ConfigApplied(
-                    ConfigApplied {
+                .prop_map(|(digest, previous_digest, changes, effective_json)| {
+                    Event::ConfigApplied(ConfigApplied {
                         digest,
                         previous_digest,
-                        changes
-                    }
-                )),
+                        changes,
+                        effective_json,
+                    })
+                }),
         ]
     }
 

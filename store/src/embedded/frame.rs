@@ -53,6 +53,8 @@ pub enum Frame<'a> {
         /// Where the bad frame claims to end (at least past its header), clamped to
         /// the buffer: bytes after this belong to no frame we can see.
         extent_end: usize,
+        /// The buffer ends inside this frame (a header or body cut short).
+        cut_short: bool,
     },
 }
 
@@ -72,6 +74,7 @@ pub fn read_frame(buf: &[u8], offset: usize) -> Frame<'_> {
                 rest.len()
             ),
             extent_end: buf.len(),
+            cut_short: true,
         };
     };
     let mut len_bytes = [0u8; 4];
@@ -88,12 +91,14 @@ pub fn read_frame(buf: &[u8], offset: usize) -> Frame<'_> {
         return Frame::Bad {
             reason: "zero length with a non-zero checksum".into(),
             extent_end: header_end,
+            cut_short: false,
         };
     }
     if len > RECORD_BODY_BYTES_MAX {
         return Frame::Bad {
             reason: format!("length {len} exceeds the record limit {RECORD_BODY_BYTES_MAX}"),
             extent_end: header_end,
+            cut_short: false,
         };
     }
     let Some(body) = buf.get(header_end..header_end + len) else {
@@ -103,18 +108,27 @@ pub fn read_frame(buf: &[u8], offset: usize) -> Frame<'_> {
                 buf.len() - header_end
             ),
             extent_end: buf.len(),
+            cut_short: true,
         };
     };
     if frame_crc(len_bytes, body) != crc {
         return Frame::Bad {
             reason: "checksum mismatch".into(),
             extent_end: header_end + len,
+            cut_short: false,
         };
     }
     Frame::Record {
         body,
         next: header_end + len,
     }
+}
+
+/// Offset of the first valid frame starting after `offset`, if any. Used on the
+/// error path only: a torn tail never has a good record after it.
+pub fn next_valid_frame(buf: &[u8], offset: usize) -> Option<usize> {
+    (offset + 1..buf.len().saturating_sub(FRAME_HEADER_BYTES))
+        .find(|&candidate| matches!(read_frame(buf, candidate), Frame::Record { .. }))
 }
 
 #[cfg(test)]

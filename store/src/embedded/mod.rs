@@ -652,6 +652,18 @@ impl EmbeddedStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.shared.read_all_sync(from_position, max)
     }
+
+    /// Synchronous `read_stream`, for tools that do not run an async runtime.
+    pub fn read_stream_blocking(
+        &self,
+        stream: &str,
+        from_revision: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner
+            .shared
+            .read_stream_sync(stream, from_revision, max)
+    }
 }
 
 /// A pull-based subscription over the embedded log: it reads by position, so it

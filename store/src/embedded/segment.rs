@@ -5,11 +5,18 @@
 //! The last (active) segment is zero-filled ahead of the writer; its data ends at the
 //! first all-zero frame header.
 //!
-//! The torn-tail rule for the active segment: a bad frame followed only by zero
-//! bytes is the remains of a write that was interrupted before its fsync (and so
-//! never acknowledged): it is dropped with a warning. A bad frame followed by any
-//! non-zero byte means damage in the middle of the log: opening stops, naming the
-//! file and offset.
+//! The torn-tail rule for the active segment: a bad frame is the remains of a write
+//! interrupted before its fsync (and so never acknowledged), dropped with a
+//! warning, when no valid frame starts anywhere after it and it is cut short by the
+//! end of the file or followed by zeros. Anything else is damage: a valid record
+//! after the bad one, or a complete frame with a bad checksum ending exactly at the
+//! end of the file (the writer truncates the active segment on a clean close and
+//! keeps a zero margin after its data while running, so a crash never leaves one).
+//! Damage stops opening, naming the file and offset.
+//!
+//! This is strict on purpose: after a power loss that persisted the pages of an
+//! unacknowledged batch out of order, opening refuses and asks the operator, rather
+//! than guess.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -17,7 +24,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::frame::{read_frame, Frame};
+use super::frame::{next_valid_frame, read_frame, Frame};
 use crate::StoreError;
 
 /// File name suffix of segments.
@@ -118,12 +125,30 @@ pub fn scan_segment(
                     torn: None,
                 });
             }
-            Frame::Bad { reason, extent_end } => {
-                let rest_is_zero = bytes
-                    .get(extent_end..)
-                    .is_none_or(|rest| rest.iter().all(|&b| b == 0));
-                if sealed || !rest_is_zero {
+            Frame::Bad {
+                reason,
+                extent_end,
+                cut_short,
+            } => {
+                if sealed {
                     return Err(corrupt(path, offset, reason));
+                }
+                if let Some(next) = next_valid_frame(bytes, offset) {
+                    return Err(corrupt(
+                        path,
+                        offset,
+                        format!("{reason}, and a valid record follows at offset {next}: damage, not an interrupted write"),
+                    ));
+                }
+                // A crash leaves zeros after an interrupted write (the writer keeps a
+                // zero-filled margin) or cuts it short; a complete frame that ends
+                // exactly at the end of a cleanly closed segment was damaged later.
+                if !cut_short && extent_end >= bytes.len() {
+                    return Err(corrupt(
+                        path,
+                        offset,
+                        format!("{reason} in the last record of a cleanly closed segment"),
+                    ));
                 }
                 return Ok(ScanEnd {
                     data_end: offset as u64,

@@ -101,30 +101,62 @@ async fn write_some(
     events
 }
 
+/// The two shapes an interrupted write leaves: the file cut inside the last
+/// record, or the record's bytes only partly present with the writer's zero margin
+/// after them. Both recover with the last (unacknowledged) record dropped.
 #[tokio::test]
 async fn torn_tail_is_truncated_with_nothing_else_lost() {
+    for zero_margin in [0usize, 64] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let events = write_some(dir.path(), StoreOptions::default(), 10).await;
+        let path = segment::segment_path(dir.path(), 0);
+        let bytes = std::fs::read(&path).expect("read");
+        let end = segment::scan_segment(&path, &bytes, false, |_, _| Ok(()))
+            .expect("scan")
+            .data_end as usize;
+        assert_eq!(end, bytes.len(), "a clean close leaves no zero margin");
+        let mut torn = bytes[..end - 10].to_vec();
+        if zero_margin > 0 {
+            torn.resize(end + zero_margin, 0);
+        }
+        std::fs::write(&path, &torn).expect("write");
+        let store = EmbeddedStore::open(dir.path()).expect("recovers");
+        let after = store.read_all(0, 100).await.expect("read");
+        assert_eq!(after, events[..9].to_vec());
+        let result = store
+            .append("s-x", ExpectedRevision::Any, vec![test_event("next")])
+            .await
+            .expect("append after recovery");
+        assert_eq!(result.position, 9);
+        store.close();
+        assert_eq!(verify::verify(dir.path()).expect("verify").records, 10);
+    }
+}
+
+/// A flipped byte in the final record of a cleanly closed log, or in any record
+/// followed by a good one, is damage: open refuses rather than drop it.
+#[tokio::test]
+async fn damaged_final_record_is_not_mistaken_for_a_torn_write() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let events = write_some(dir.path(), StoreOptions::default(), 10).await;
+    write_some(dir.path(), StoreOptions::default(), 5).await;
     let path = segment::segment_path(dir.path(), 0);
-    let bytes = std::fs::read(&path).expect("read");
-    let end = segment::scan_segment(&path, &bytes, false, |_, _| Ok(()))
-        .expect("scan")
-        .data_end;
-    // Cut the last record mid-way, leaving the preallocated zeros after it, as an
-    // interrupted write does.
-    let mut torn = bytes[..end as usize - 10].to_vec();
-    torn.resize(bytes.len(), 0);
-    std::fs::write(&path, &torn).expect("write");
-    let store = EmbeddedStore::open(dir.path()).expect("recovers");
-    let after = store.read_all(0, 100).await.expect("read");
-    assert_eq!(after, events[..9].to_vec());
-    let result = store
-        .append("s-x", ExpectedRevision::Any, vec![test_event("next")])
-        .await
-        .expect("append after recovery");
-    assert_eq!(result.position, 9);
-    store.close();
-    assert_eq!(verify::verify(dir.path()).expect("verify").records, 10);
+    let clean = std::fs::read(&path).expect("read");
+    for offset in [clean.len() - 1, clean.len() - 30, 3] {
+        let mut bytes = clean.clone();
+        bytes[offset] ^= 0x10;
+        std::fs::write(&path, &bytes).expect("write");
+        assert!(
+            matches!(
+                EmbeddedStore::open(dir.path()),
+                Err(StoreError::Corrupt { .. })
+            ),
+            "flip at {offset} was accepted"
+        );
+        assert!(
+            verify::verify(dir.path()).is_err(),
+            "verify passed a flip at {offset}"
+        );
+    }
 }
 
 #[tokio::test]

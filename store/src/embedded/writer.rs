@@ -115,8 +115,16 @@ impl Writer {
             self.commit_batch(&mut batch);
         }
         // Queue closed: every request it held has been made durable and answered.
-        if let Err(error) = self.file.sync_data() {
-            tracing::error!(%error, "final log sync failed");
+        // Cut the zero margin so the segment ends at its last record: a damaged final
+        // record of a cleanly closed log is then recognised as damage.
+        if self.shared.poisoned.lock().is_none() {
+            let result = self
+                .file
+                .set_len(self.write_offset)
+                .and_then(|()| self.file.sync_all());
+            if let Err(error) = result {
+                tracing::error!(%error, "final log sync failed");
+            }
         }
     }
 
@@ -283,12 +291,15 @@ impl Writer {
         if buffer.is_empty() {
             return Ok(());
         }
+        // Keep a zero header after the data, so an interrupted write is always
+        // followed by zeros and never mistaken for a damaged final record.
         let end = offset + buffer.len() as u64;
-        if end > self.allocated {
-            let grow = (end - self.allocated).max(self.options.preallocate_bytes);
-            let grow = grow
-                .min(self.options.segment_bytes.saturating_sub(self.allocated))
-                .max(end - self.allocated);
+        let needed_end = end + FRAME_HEADER_BYTES as u64;
+        if needed_end > self.allocated {
+            let needed = needed_end - self.allocated;
+            let room = (self.options.segment_bytes + FRAME_HEADER_BYTES as u64)
+                .saturating_sub(self.allocated);
+            let grow = self.options.preallocate_bytes.min(room).max(needed);
             let path = segment_path(&self.shared.dir, self.segment);
             segment::zero_fill(&mut self.file, grow, &path).map_err(|e| self.poison(e))?;
             self.allocated += grow;

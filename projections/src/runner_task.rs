@@ -1,0 +1,293 @@
+//! The runner's task: pull events from the subscription, fold them in batches,
+//! publish, and snapshot.
+//!
+//! The subscription is read by a separate pump task into a bounded channel, so the
+//! fold loop can wait on events, a stop request and the snapshot timer at once
+//! without ever cancelling a half-finished subscription read (a backend's `next`
+//! need not be cancel-safe; the channel's `recv_many` is).
+
+use std::{path::Path, sync::Arc};
+
+use parking_lot::RwLock;
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+    time::Instant,
+};
+use tutorlog_schemas::RecordedEvent;
+use tutorlog_store::{EventStore, StoreError, Subscription};
+
+use crate::{
+    error::ProjectionError,
+    projection::{fold_record, Folded, Projection},
+    reader::Published,
+    runner::{RunnerExit, RunnerOptions, StopReason},
+    snapshot::{self, Snapshot},
+    telemetry,
+};
+
+type Delivery = Result<RecordedEvent, StoreError>;
+
+/// Forwards the subscription into `events` until the store closes, the
+/// subscription fails (the error is forwarded), or the runner drops the receiver.
+pub(crate) async fn pump(mut subscription: Subscription, events: mpsc::Sender<Delivery>) {
+    loop {
+        let next = tokio::select! {
+            next = subscription.next() => next,
+            () = events.closed() => return,
+        };
+        let Some(delivery) = next else { return };
+        let failed = delivery.is_err();
+        if events.send(delivery).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The fold loop's state; owned by the runner's task.
+pub(crate) struct RunnerTask<S: ?Sized, P> {
+    store: Arc<S>,
+    published: Arc<RwLock<Published<P>>>,
+    applied: watch::Sender<u64>,
+    events: mpsc::Receiver<Delivery>,
+    pump: JoinHandle<()>,
+    options: RunnerOptions,
+    /// Events `0..next_position` are folded (mirrors `published.next_position`).
+    next_position: u64,
+    /// Next position of the newest snapshot on disk (or where this runner started).
+    snapshot_next_position: u64,
+    /// Next position at the last snapshot attempt, failed or not: the schedule.
+    attempted_next_position: u64,
+    /// When the last snapshot attempt began (or the runner started).
+    attempted_at: Instant,
+}
+
+impl<S: EventStore + ?Sized, P: Projection> RunnerTask<S, P> {
+    pub(crate) fn new(
+        store: Arc<S>,
+        published: Arc<RwLock<Published<P>>>,
+        applied: watch::Sender<u64>,
+        events: mpsc::Receiver<Delivery>,
+        pump: JoinHandle<()>,
+        options: RunnerOptions,
+    ) -> Self {
+        let next_position = published.read().next_position;
+        RunnerTask {
+            store,
+            published,
+            applied,
+            events,
+            pump,
+            options,
+            next_position,
+            snapshot_next_position: next_position,
+            attempted_next_position: next_position,
+            attempted_at: Instant::now(),
+        }
+    }
+
+    /// Folds until stopped, the store closes, or an error; then snapshots what was
+    /// folded (also after an error: the model is consistent up to `next_position`).
+    pub(crate) async fn run(
+        mut self,
+        mut stop: oneshot::Receiver<()>,
+    ) -> Result<RunnerExit, ProjectionError> {
+        let outcome = self.follow(&mut stop).await;
+        self.pump.abort();
+        let snapshot = self.snapshot_if_changed().await;
+        tracing::info!(
+            projection = P::NAME,
+            next_position = self.next_position,
+            "projection stopped"
+        );
+        match (outcome, snapshot) {
+            (Ok(reason), Ok(())) => Ok(RunnerExit {
+                reason,
+                next_position: self.next_position,
+            }),
+            (Ok(_), Err(error)) => Err(error),
+            (Err(error), Ok(())) => Err(error),
+            (Err(error), Err(snapshot_error)) => {
+                tracing::error!(projection = P::NAME, %snapshot_error, "final snapshot failed");
+                Err(error)
+            }
+        }
+    }
+
+    async fn follow(
+        &mut self,
+        stop: &mut oneshot::Receiver<()>,
+    ) -> Result<StopReason, ProjectionError> {
+        let mut batch = Vec::with_capacity(self.options.batch_events_max);
+        loop {
+            let changed = self.next_position != self.attempted_next_position;
+            let deadline = self.attempted_at + self.options.snapshot_interval;
+            tokio::select! {
+                biased;
+                // A dropped sender also means stop (the runner handle is gone).
+                _ = &mut *stop => return Ok(StopReason::Requested),
+                received = self.events.recv_many(&mut batch, self.options.batch_events_max) => {
+                    if received == 0 {
+                        return Ok(StopReason::StoreClosed);
+                    }
+                    self.fold_batch(&mut batch)?;
+                }
+                () = tokio::time::sleep_until(deadline), if changed => {
+                    self.snapshot_logged().await;
+                }
+            }
+            let since_snapshot = self.next_position - self.attempted_next_position;
+            if since_snapshot >= self.options.snapshot_every_events {
+                self.snapshot_logged().await;
+            }
+        }
+    }
+
+    /// Folds a batch under one write lock, then publishes the new position. On an
+    /// error the events before it stay folded and published.
+    fn fold_batch(&mut self, batch: &mut Vec<Delivery>) -> Result<(), ProjectionError> {
+        let mut skipped = 0u64;
+        let mut outcome = Ok(());
+        let mut published = self.published.write();
+        for delivery in batch.drain(..) {
+            let folded = delivery
+                .map_err(|source| ProjectionError::Store {
+                    projection: P::NAME,
+                    source,
+                })
+                .and_then(|recorded| fold_next(&mut published, &recorded));
+            match folded {
+                Ok(Folded::Applied) => {}
+                Ok(Folded::Skipped) => skipped += 1,
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+        }
+        let next_position = published.next_position;
+        drop(published);
+        self.publish(next_position, skipped);
+        outcome
+    }
+
+    fn publish(&mut self, next_position: u64, skipped: u64) {
+        if skipped > 0 {
+            metrics::counter!(telemetry::SKIPPED_EVENTS_TOTAL, telemetry::PROJECTION_LABEL => P::NAME)
+                .increment(skipped);
+        }
+        if next_position == self.next_position {
+            return;
+        }
+        self.next_position = next_position;
+        self.applied.send_replace(next_position);
+        metrics::gauge!(telemetry::POSITION, telemetry::PROJECTION_LABEL => P::NAME)
+            .set((next_position - 1) as f64);
+        if let Some(last_position) = self.store.last_position() {
+            let lag = (last_position + 1).saturating_sub(next_position);
+            metrics::gauge!(telemetry::LAG_EVENTS, telemetry::PROJECTION_LABEL => P::NAME)
+                .set(lag as f64);
+        }
+    }
+
+    /// The final snapshot: written unless the one on disk is already current.
+    async fn snapshot_if_changed(&mut self) -> Result<(), ProjectionError> {
+        if self.next_position == self.snapshot_next_position {
+            return Ok(());
+        }
+        self.snapshot().await
+    }
+
+    /// A periodic snapshot: a failure is logged and counted, and folding goes on
+    /// (the cost is a longer replay after a restart).
+    async fn snapshot_logged(&mut self) {
+        if let Err(error) = self.snapshot().await {
+            tracing::error!(projection = P::NAME, %error, "snapshot failed");
+        }
+    }
+
+    async fn snapshot(&mut self) -> Result<(), ProjectionError> {
+        // Reset the schedule whatever the outcome, so a failing disk is retried at
+        // the normal pace rather than after every event.
+        self.attempted_at = Instant::now();
+        self.attempted_next_position = self.next_position;
+        let published = Arc::clone(&self.published);
+        let directory = self.options.snapshot_dir.clone();
+        let written = tokio::task::spawn_blocking(move || write_snapshot(&published, &directory))
+            .await
+            .unwrap_or_else(|error| {
+                Err(ProjectionError::TaskFailed {
+                    projection: P::NAME,
+                    reason: format!("snapshot task failed: {error}"),
+                })
+            });
+        match written {
+            Ok(next_position) => {
+                self.snapshot_next_position = next_position;
+                self.published.write().snapshot_next_position = Some(next_position);
+                metrics::counter!(telemetry::SNAPSHOTS_TOTAL, telemetry::PROJECTION_LABEL => P::NAME)
+                    .increment(1);
+                Ok(())
+            }
+            Err(error) => {
+                metrics::counter!(telemetry::SNAPSHOT_FAILURES_TOTAL, telemetry::PROJECTION_LABEL => P::NAME)
+                    .increment(1);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Folds the event that must come next, or stops on a gap or repeat.
+fn fold_next<P: Projection>(
+    published: &mut Published<P>,
+    recorded: &RecordedEvent,
+) -> Result<Folded, ProjectionError> {
+    if recorded.position != published.next_position {
+        return Err(ProjectionError::PositionGap {
+            projection: P::NAME,
+            expected: published.next_position,
+            got: recorded.position,
+        });
+    }
+    let folded = fold_record(&mut published.projection, recorded)?;
+    published.next_position += 1;
+    published.last_event_id = *recorded.event_id.as_bytes();
+    if folded == Folded::Skipped {
+        published.skipped_events += 1;
+    }
+    Ok(folded)
+}
+
+/// Encodes the published model under the read lock (the runner is waiting, so it
+/// does not change meanwhile) and writes the file. Returns the snapshot's next
+/// position.
+fn write_snapshot<P: Projection>(
+    published: &RwLock<Published<P>>,
+    directory: &Path,
+) -> Result<u64, ProjectionError> {
+    let path = snapshot::snapshot_path(directory, P::NAME);
+    let failed = |reason: String| ProjectionError::Snapshot {
+        projection: P::NAME,
+        path: path.clone(),
+        reason,
+    };
+    let (bytes, next_position) = {
+        let published = published.read();
+        let model_json = serde_json::to_vec(published.projection.model())
+            .map_err(|error| failed(format!("model does not serialize: {error}")))?;
+        let snapshot = Snapshot {
+            projection_version: P::VERSION,
+            next_position: published.next_position,
+            last_event_id: published.last_event_id,
+            model_json,
+        };
+        (
+            snapshot::encode(P::NAME, &snapshot).map_err(failed)?,
+            published.next_position,
+        )
+    };
+    snapshot::write_file(directory, P::NAME, &bytes)
+        .map_err(|error| failed(format!("write failed: {error}")))?;
+    Ok(next_position)
+}

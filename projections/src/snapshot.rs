@@ -1,0 +1,340 @@
+//! Snapshot files: one per projection, `<snapshot_dir>/<name>.snapshot`.
+//!
+//! A snapshot holds a model together with the next position to apply, so that a
+//! restart resumes exactly where the model stands: nothing applied twice, nothing
+//! skipped. Model and position live in one file replaced atomically, so they can
+//! never disagree.
+//!
+//! # File format (version 1)
+//!
+//! All integers little-endian.
+//!
+//! | offset | bytes        | field                                                  |
+//! |-------:|-------------:|--------------------------------------------------------|
+//! |      0 |            8 | magic `TLPSNAP\0`                                      |
+//! |      8 |            2 | format `u16` = [`SNAPSHOT_FORMAT`]                     |
+//! |     10 |            2 | `name_bytes: u16`                                      |
+//! |     12 |            4 | `model_bytes: u32`                                     |
+//! |     16 |            8 | `next_position: u64` (events `0..next_position` are in the model) |
+//! |     24 |           16 | id of the event at `next_position - 1` (zeros if none) |
+//! |     40 |            4 | `projection_version: u32` ([`crate::Projection::VERSION`]) |
+//! |     44 |            4 | CRC32C of bytes `0..44`, then the name, then the model |
+//! |     48 | `name_bytes` | projection name, UTF-8                                 |
+//! |      … |`model_bytes` | the model, JSON                                        |
+//!
+//! The file must be exactly that long. On load, a snapshot is used only if every
+//! check passes (magic, format, name, version, length, checksum, model JSON) and the log
+//! still holds the event it names at `next_position - 1`; otherwise it is logged
+//! and ignored, and the projection rebuilds from position 0.
+//!
+//! Writing: a temporary file in the same directory is written, fsynced, renamed
+//! over the snapshot, and the directory is fsynced.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    path::{Path, PathBuf},
+};
+
+/// Snapshot layout version this build writes and reads.
+pub const SNAPSHOT_FORMAT: u16 = 1;
+/// Largest model accepted in a snapshot, in bytes.
+pub const SNAPSHOT_MODEL_BYTES_MAX: u32 = 1 << 30;
+
+const MAGIC: [u8; 8] = *b"TLPSNAP\0";
+const VERSION_OFFSET: usize = 40;
+const CHECKSUM_OFFSET: usize = 44;
+const HEADER_BYTES: usize = 48;
+const NAME_BYTES_MAX: usize = crate::projection::PROJECTION_NAME_BYTES_MAX;
+const FILE_BYTES_MAX: u64 =
+    HEADER_BYTES as u64 + NAME_BYTES_MAX as u64 + SNAPSHOT_MODEL_BYTES_MAX as u64;
+
+const _: () = assert!(VERSION_OFFSET + 4 == CHECKSUM_OFFSET);
+const _: () = assert!(CHECKSUM_OFFSET + 4 == HEADER_BYTES);
+const _: () = assert!(NAME_BYTES_MAX <= u16::MAX as usize);
+
+/// The file holding `name`'s snapshot in `dir`.
+pub fn snapshot_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.snapshot"))
+}
+
+fn temporary_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.snapshot.tmp"))
+}
+
+/// A decoded snapshot, before it is checked against the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    /// The projection's [`crate::Projection::VERSION`] when it was written.
+    pub(crate) projection_version: u32,
+    /// Next position to apply.
+    pub(crate) next_position: u64,
+    /// Id of the event at `next_position - 1`; zeros when `next_position` is 0.
+    pub(crate) last_event_id: [u8; 16],
+    /// The model, JSON.
+    pub(crate) model_json: Vec<u8>,
+}
+
+/// Why a snapshot file was not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Rejected {
+    #[error("file is {0} bytes, shorter than the {HEADER_BYTES}-byte header")]
+    Short(usize),
+    #[error("bad magic")]
+    Magic,
+    #[error("format {0}, this build reads {SNAPSHOT_FORMAT}")]
+    Format(u16),
+    #[error("name is {0} bytes, the limit is {NAME_BYTES_MAX}")]
+    NameLength(u16),
+    #[error("model is {0} bytes, the limit is {SNAPSHOT_MODEL_BYTES_MAX}")]
+    ModelLength(u32),
+    #[error("file is {actual} bytes, its header says {expected}")]
+    Length { expected: u64, actual: u64 },
+    #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("snapshot belongs to projection {0:?}")]
+    Name(String),
+    #[error(
+        "snapshot was written by projection version {stored}, this build is version {current}"
+    )]
+    Version { stored: u32, current: u32 },
+}
+
+/// Encodes a snapshot file.
+pub(crate) fn encode(name: &str, snapshot: &Snapshot) -> Result<Vec<u8>, String> {
+    let name_bytes = u16::try_from(name.len())
+        .ok()
+        .filter(|n| usize::from(*n) <= NAME_BYTES_MAX)
+        .ok_or_else(|| {
+            format!(
+                "name is {} bytes, the limit is {NAME_BYTES_MAX}",
+                name.len()
+            )
+        })?;
+    let model_bytes = u32::try_from(snapshot.model_json.len())
+        .ok()
+        .filter(|n| *n <= SNAPSHOT_MODEL_BYTES_MAX)
+        .ok_or_else(|| {
+            format!(
+                "model is {} bytes, the limit is {SNAPSHOT_MODEL_BYTES_MAX}",
+                snapshot.model_json.len()
+            )
+        })?;
+    let mut bytes = Vec::with_capacity(HEADER_BYTES + name.len() + snapshot.model_json.len());
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+    bytes.extend_from_slice(&name_bytes.to_le_bytes());
+    bytes.extend_from_slice(&model_bytes.to_le_bytes());
+    bytes.extend_from_slice(&snapshot.next_position.to_le_bytes());
+    bytes.extend_from_slice(&snapshot.last_event_id);
+    bytes.extend_from_slice(&snapshot.projection_version.to_le_bytes());
+    assert_eq!(bytes.len(), CHECKSUM_OFFSET);
+    let checksum = crc32c::crc32c_append(
+        crc32c::crc32c_append(crc32c::crc32c(&bytes), name.as_bytes()),
+        &snapshot.model_json,
+    );
+    bytes.extend_from_slice(&checksum.to_le_bytes());
+    bytes.extend_from_slice(name.as_bytes());
+    bytes.extend_from_slice(&snapshot.model_json);
+    Ok(bytes)
+}
+
+fn array<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[offset..offset + N]);
+    out
+}
+
+/// Decodes and checks a snapshot file written for projection `name` at
+/// `projection_version`.
+pub(crate) fn decode(
+    name: &str,
+    projection_version: u32,
+    bytes: &[u8],
+) -> Result<Snapshot, Rejected> {
+    if bytes.len() < HEADER_BYTES {
+        return Err(Rejected::Short(bytes.len()));
+    }
+    if array::<8>(bytes, 0) != MAGIC {
+        return Err(Rejected::Magic);
+    }
+    let format = u16::from_le_bytes(array(bytes, 8));
+    if format != SNAPSHOT_FORMAT {
+        return Err(Rejected::Format(format));
+    }
+    let name_bytes = u16::from_le_bytes(array(bytes, 10));
+    if usize::from(name_bytes) > NAME_BYTES_MAX {
+        return Err(Rejected::NameLength(name_bytes));
+    }
+    let model_bytes = u32::from_le_bytes(array(bytes, 12));
+    if model_bytes > SNAPSHOT_MODEL_BYTES_MAX {
+        return Err(Rejected::ModelLength(model_bytes));
+    }
+    let expected = HEADER_BYTES as u64 + u64::from(name_bytes) + u64::from(model_bytes);
+    if bytes.len() as u64 != expected {
+        return Err(Rejected::Length {
+            expected,
+            actual: bytes.len() as u64,
+        });
+    }
+    let stored = u32::from_le_bytes(array(bytes, CHECKSUM_OFFSET));
+    let computed = crc32c::crc32c_append(
+        crc32c::crc32c(&bytes[..CHECKSUM_OFFSET]),
+        &bytes[HEADER_BYTES..],
+    );
+    if stored != computed {
+        return Err(Rejected::Checksum { stored, computed });
+    }
+    let name_end = HEADER_BYTES + usize::from(name_bytes);
+    let stored_name = &bytes[HEADER_BYTES..name_end];
+    if stored_name != name.as_bytes() {
+        return Err(Rejected::Name(
+            String::from_utf8_lossy(stored_name).into_owned(),
+        ));
+    }
+    let stored_version = u32::from_le_bytes(array(bytes, VERSION_OFFSET));
+    if stored_version != projection_version {
+        return Err(Rejected::Version {
+            stored: stored_version,
+            current: projection_version,
+        });
+    }
+    Ok(Snapshot {
+        projection_version: stored_version,
+        next_position: u64::from_le_bytes(array(bytes, 16)),
+        last_event_id: array(bytes, 24),
+        model_json: bytes[name_end..].to_vec(),
+    })
+}
+
+/// Reads `name`'s snapshot file: `Ok(None)` when there is none. Files larger than
+/// any valid snapshot are refused without reading them.
+pub(crate) fn read_file(dir: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    let path = snapshot_path(dir, name);
+    let length = match fs::metadata(&path) {
+        Ok(metadata) => metadata.len(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    if length > FILE_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "snapshot is {length} bytes, larger than any valid snapshot ({FILE_BYTES_MAX})"
+            ),
+        ));
+    }
+    match fs::read(&path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Replaces `name`'s snapshot with `bytes` durably: temporary file, fsync, rename,
+/// directory fsync. A crash at any point leaves the old or the new snapshot whole.
+pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let temporary = temporary_path(dir, name);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temporary, snapshot_path(dir, name))?;
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            projection_version: 3,
+            next_position: 42,
+            last_event_id: [7; 16],
+            model_json: br#"{"count":3}"#.to_vec(),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let bytes = encode("demo", &sample()).expect("encode");
+        assert_eq!(decode("demo", 3, &bytes), Ok(sample()));
+    }
+
+    #[test]
+    fn every_flipped_bit_is_rejected() {
+        let bytes = encode("demo", &sample()).expect("encode");
+        for index in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut damaged = bytes.clone();
+                damaged[index] ^= 1 << bit;
+                assert!(
+                    decode("demo", 3, &damaged).is_err(),
+                    "flip of bit {bit} at byte {index} went unnoticed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_rejected() {
+        let bytes = encode("demo", &sample()).expect("encode");
+        for length in 0..bytes.len() {
+            assert!(
+                decode("demo", 3, &bytes[..length]).is_err(),
+                "length {length}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(b' ');
+        assert!(matches!(
+            decode("demo", 3, &longer),
+            Err(Rejected::Length { .. })
+        ));
+    }
+
+    #[test]
+    fn another_projection_version_is_rejected() {
+        let bytes = encode("demo", &sample()).expect("encode");
+        assert_eq!(
+            decode("demo", 4, &bytes),
+            Err(Rejected::Version {
+                stored: 3,
+                current: 4
+            })
+        );
+    }
+
+    #[test]
+    fn another_projections_snapshot_is_rejected() {
+        let bytes = encode("other", &sample()).expect("encode");
+        assert_eq!(
+            decode("demo", 3, &bytes),
+            Err(Rejected::Name("other".to_owned()))
+        );
+    }
+
+    #[test]
+    fn files_are_replaced_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(read_file(dir.path(), "demo").expect("read"), None);
+        let first = encode("demo", &sample()).expect("encode");
+        write_file(dir.path(), "demo", &first).expect("write");
+        let second = encode(
+            "demo",
+            &Snapshot {
+                next_position: 43,
+                ..sample()
+            },
+        )
+        .expect("encode");
+        write_file(dir.path(), "demo", &second).expect("write");
+        assert_eq!(read_file(dir.path(), "demo").expect("read"), Some(second));
+        assert!(!temporary_path(dir.path(), "demo").exists());
+    }
+}

@@ -1,0 +1,56 @@
+//! The HTTP API (axum): routes, shared state, limits.
+
+pub mod error;
+pub mod events;
+pub mod health;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{extract::DefaultBodyLimit, http::StatusCode, routing::get, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
+use tutorlog_store::EventStore;
+
+use crate::config::Config;
+
+/// Says whether the daemon is ready; `Err` explains what it is waiting for.
+pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Says whether the log is poisoned, and why.
+pub type PoisonCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The event log.
+    pub store: Arc<dyn EventStore>,
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// Renders `/metrics`; `None` when no recorder is installed (tests).
+    pub metrics: Option<PrometheusHandle>,
+    /// Readiness of the projections.
+    pub readiness: ReadinessCheck,
+    /// Poisoned-log check.
+    pub poisoned: PoisonCheck,
+    /// The `stream_stats` read model.
+    pub stats: crate::views::StatsView,
+}
+
+/// Builds the router with its limits.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.server.body_limit_bytes;
+    let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/events", get(events::list))
+        .route("/api/v1/stats", get(crate::views::stats))
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .with_state(state)
+}
