@@ -5,78 +5,18 @@
 //! envelope's `event_type` and `schema_version`, so reordering or adding enum variants
 //! never changes stored bytes. Older shapes live in [`crate::upcast`].
 //!
-//! Domain issues extend this catalogue; a stored event is never renamed and its
-//! meaning never changes.
-
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+//! Each domain keeps its payload structs in its own module (`learning`, `config`,
+//! ...); this file holds only the list. To add an event: define its struct in the
+//! domain's module, add one line to the `catalogue!` list below. A stored event is
+//! never renamed and its meaning never changes.
 
 use crate::codec::{self, CodecError};
 
-/// Why a training session paused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PauseReason {
-    /// The learner asked for a pause.
-    User,
-    /// No provider with budget left could serve the session.
-    Budget,
-    /// No healthy provider could serve the session.
-    Provider,
-}
+mod config;
+mod learning;
 
-/// `training.started` (v2): a learner began a session on a focus area.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingStarted {
-    /// Session id.
-    pub session_id: Uuid,
-    /// Learner id.
-    pub user_id: String,
-    /// Focus area, e.g. `algebra`.
-    pub focus_area: String,
-    /// Planned number of rounds.
-    pub rounds: u32,
-    /// Providers the session may use, in order of preference (v2; empty for v1 events).
-    pub provider_plan: Vec<String>,
-}
-
-/// `training.paused` (v1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingPaused {
-    /// Session id.
-    pub session_id: Uuid,
-    /// Why it paused.
-    pub reason: PauseReason,
-}
-
-/// `training.resumed` (v1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingResumed {
-    /// Session id.
-    pub session_id: Uuid,
-}
-
-/// `training.completed` (v1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingCompleted {
-    /// Session id.
-    pub session_id: Uuid,
-    /// Rounds the learner completed.
-    pub rounds_completed: u32,
-}
-
-/// `config.applied` (v1): the daemon started with, or reloaded, a configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConfigApplied {
-    /// BLAKE3 hex digest of the effective configuration (secrets excluded).
-    pub digest: String,
-    /// Digest of the configuration applied before, if any.
-    pub previous_digest: Option<String>,
-    /// Dotted keys whose values changed since the previous configuration.
-    pub changes: Vec<String>,
-    /// The effective configuration as canonical JSON, secrets removed.
-    pub effective_json: String,
-}
+pub use config::*;
+pub use learning::*;
 
 macro_rules! catalogue {
     ($( $(#[$doc:meta])* $variant:ident($ty:ident) = ($name:literal, $version:literal); )*) => {
@@ -156,6 +96,7 @@ catalogue! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
     use proptest::prelude::*;
 
     fn arb_event() -> impl Strategy<Value = Event> {
