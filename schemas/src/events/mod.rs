@@ -12,9 +12,11 @@
 
 use crate::codec::{self, CodecError};
 
+mod algo;
 mod config;
 mod learning;
 
+pub use algo::*;
 pub use config::*;
 pub use learning::*;
 
@@ -89,6 +91,32 @@ catalogue! {
     TrainingResumed(TrainingResumed) = ("training.resumed", 1);
     /// A session finished.
     TrainingCompleted(TrainingCompleted) = ("training.completed", 1);
+    /// A round's item was put to the learner.
+    TrainingRoundStarted(TrainingRoundStarted) = ("training.round.started", 1);
+    /// A round was graded, with its mastery update.
+    TrainingRoundCompleted(TrainingRoundCompleted) = ("training.round.completed", 1);
+    /// Mastery of a focus area went up.
+    MasteryImproved(MasteryImproved) = ("mastery.improved", 1);
+    /// Mastery of a focus area decayed for lack of practice.
+    MasteryDecayed(MasteryDecayed) = ("mastery.decayed", 1);
+    /// A challenge was handed out.
+    ChallengeStarted(ChallengeStarted) = ("challenge.started", 1);
+    /// A challenge was graded.
+    ChallengeCompleted(ChallengeCompleted) = ("challenge.completed", 1);
+    /// An algorithm version was registered.
+    AlgoVersionRegistered(AlgoVersionRegistered) = ("algo.version.registered", 1);
+    /// An algorithm version became the active one.
+    AlgoVersionActivated(AlgoVersionActivated) = ("algo.version.activated", 1);
+    /// An algorithm version was retired.
+    AlgoVersionDeprecated(AlgoVersionDeprecated) = ("algo.version.deprecated", 1);
+    /// A version's active params changed.
+    AlgoParamsSet(AlgoParamsSet) = ("algo.params.set", 1);
+    /// An algorithm run began.
+    AlgoRunStarted(AlgoRunStarted) = ("algo.run.started", 1);
+    /// An algorithm run finished.
+    AlgoRunSucceeded(AlgoRunSucceeded) = ("algo.run.succeeded", 1);
+    /// An algorithm run failed.
+    AlgoRunFailed(AlgoRunFailed) = ("algo.run.failed", 1);
     /// A configuration took effect.
     ConfigApplied(ConfigApplied) = ("config.applied", 1);
 }
@@ -96,8 +124,8 @@ catalogue! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid::Uuid;
     use proptest::prelude::*;
+    use uuid::Uuid;
 
     fn arb_event() -> impl Strategy<Value = Event> {
         let uuid = any::<u128>().prop_map(Uuid::from_u128);
@@ -180,6 +208,62 @@ mod tests {
             err,
             CodecError::UnknownSchemaVersion { max_known: 2, .. }
         ));
+    }
+
+    #[test]
+    fn learning_and_algo_events_round_trip() {
+        let at =
+            chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_000, 123_000).expect("valid");
+        let events = [
+            Event::TrainingRoundCompleted(TrainingRoundCompleted {
+                session_id: Uuid::from_u128(7),
+                round_id: Uuid::from_u128(8),
+                round_number: 2,
+                focus_area: "algebra".into(),
+                item_id: "algebra-001".into(),
+                response_digest: "ab".into(),
+                score: 90,
+                correct: true,
+                feedback: "good".into(),
+                mistake_tag: Some("sign-error".into()),
+                mastery_before: 41.5,
+                mastery_after: 55.25,
+                probability_after: 0.5525,
+                next_review_due: Some(at),
+                revision_card: "{}".into(),
+                completed_at: at,
+                algo_runs: vec![AlgoRunRecord {
+                    run_id: Uuid::from_u128(9),
+                    key: "mastery".into(),
+                    version: 1,
+                    params_checksum: "00".into(),
+                    input_summary: "{}".into(),
+                    output_summary: "{\"p\":0.5}".into(),
+                }],
+            }),
+            Event::AlgoRunStarted(AlgoRunStarted {
+                run_id: Uuid::from_u128(1),
+                key: "difficulty".into(),
+                version: 1,
+                params_checksum: "ff".into(),
+                user_id: None,
+                session_id: Some(Uuid::from_u128(2)),
+                trigger: RunTrigger::Cron,
+                input_summary: "{}".into(),
+            }),
+            Event::AlgoVersionRegistered(AlgoVersionRegistered {
+                key: "mastery".into(),
+                version: 2,
+                status: AlgoStatus::Experimental,
+                description: "elo".into(),
+            }),
+        ];
+        for event in events {
+            let bytes = event.encode().expect("encode");
+            let back =
+                Event::decode(event.event_type(), event.schema_version(), &bytes).expect("decode");
+            assert_eq!(back, event);
+        }
     }
 
     #[test]
