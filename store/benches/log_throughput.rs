@@ -368,6 +368,8 @@ mod probe {
         batches: Arc<Sum>,
         appends: Arc<Sum>,
         events: Arc<Sum>,
+        zero_fills_in_commit: Arc<Sum>,
+        zero_fills_ahead: Arc<Sum>,
         fsync: Arc<Samples>,
         commit: Arc<Samples>,
     }
@@ -384,6 +386,12 @@ mod probe {
                 "tutorlog_log_fsync_batches_total" => Counter::from_arc(Arc::clone(&self.batches)),
                 "tutorlog_log_appends_total" => Counter::from_arc(Arc::clone(&self.appends)),
                 "tutorlog_log_events_total" => Counter::from_arc(Arc::clone(&self.events)),
+                "tutorlog_log_zero_fills_in_commit_total" => {
+                    Counter::from_arc(Arc::clone(&self.zero_fills_in_commit))
+                }
+                "tutorlog_log_zero_fills_ahead_total" => {
+                    Counter::from_arc(Arc::clone(&self.zero_fills_ahead))
+                }
                 _ => Counter::noop(),
             }
         }
@@ -413,6 +421,10 @@ mod probe {
         pub batches: u64,
         pub appends: u64,
         pub events: u64,
+        /// Zero-fill steps done inside a group commit (it caught up with the margin).
+        pub zero_fills_in_commit: u64,
+        /// Zero-fill steps done ahead, between commits.
+        pub zero_fills_ahead: u64,
         /// Store-side `fdatasync` durations, seconds, sorted.
         pub fsync: Vec<f64>,
         /// Whole group-commit durations (encode + write + sync + publish), seconds.
@@ -443,6 +455,8 @@ mod probe {
             batches: probe.batches.0.load(Ordering::Relaxed),
             appends: probe.appends.0.load(Ordering::Relaxed),
             events: probe.events.0.load(Ordering::Relaxed),
+            zero_fills_in_commit: probe.zero_fills_in_commit.0.load(Ordering::Relaxed),
+            zero_fills_ahead: probe.zero_fills_ahead.0.load(Ordering::Relaxed),
             fsync: take(&probe.fsync),
             commit: take(&probe.commit),
         }
@@ -454,6 +468,8 @@ mod probe {
             batches: after.batches - before.batches,
             appends: after.appends - before.appends,
             events: after.events - before.events,
+            zero_fills_in_commit: after.zero_fills_in_commit - before.zero_fills_in_commit,
+            zero_fills_ahead: after.zero_fills_ahead - before.zero_fills_ahead,
             ..after
         }
     }
@@ -592,6 +608,8 @@ impl AppendRun {
             merged.store.batches += part.store.batches;
             merged.store.appends += part.store.appends;
             merged.store.events += part.store.events;
+            merged.store.zero_fills_in_commit += part.store.zero_fills_in_commit;
+            merged.store.zero_fills_ahead += part.store.zero_fills_ahead;
             merged.store.fsync.extend(part.store.fsync);
             merged.store.commit.extend(part.store.commit);
         }
@@ -1120,7 +1138,7 @@ fn main() {
         println!();
         println!("== inside the store (its own metrics, measured window) ==");
         println!(
-            "{:>10} {:>10} {:>11} {:>11} {:>10} {:>10} {:>11} {:>11} {:>9}",
+            "{:>10} {:>10} {:>11} {:>11} {:>10} {:>10} {:>11} {:>11} {:>9} {:>10}",
             "run",
             "commits/s",
             "appends/c",
@@ -1129,14 +1147,15 @@ fn main() {
             "fsync p99",
             "commit p50",
             "commit p99",
-            "busy"
+            "busy",
+            "zf in/ahd"
         );
         for (name, run) in &internals {
             let w = &run.store;
             let secs = run.elapsed.as_secs_f64();
             let per = |x: u64| x as f64 / w.batches.max(1) as f64;
             println!(
-                "{:>10} {:>10.0} {:>11.1} {:>11.1} {:>8.3}ms {:>8.3}ms {:>9.3}ms {:>9.3}ms {:>8.0}%",
+                "{:>10} {:>10.0} {:>11.1} {:>11.1} {:>8.3}ms {:>8.3}ms {:>9.3}ms {:>9.3}ms {:>8.0}% {:>10}",
                 name,
                 w.batches as f64 / secs,
                 per(w.appends),
@@ -1146,11 +1165,13 @@ fn main() {
                 probe::Window::percentile(&w.commit, 50.0) * 1e3,
                 probe::Window::percentile(&w.commit, 99.0) * 1e3,
                 w.commit.iter().sum::<f64>() / secs * 100.0,
+                format!("{}/{}", w.zero_fills_in_commit, w.zero_fills_ahead),
             );
         }
         println!(
             "commit = one group commit in the writer thread (encode, zero-fill if due, pwrite, \
-             fdatasync, publish); busy = share of wall time the writer spent in commits."
+             fdatasync, publish); busy = share of wall time the writer spent in commits; \
+             zf in/ahd = zero-fill steps done inside commits / ahead between commits."
         );
     }
 

@@ -14,9 +14,13 @@
 pub mod conformance;
 pub mod embedded;
 mod error;
+#[cfg(feature = "kurrentdb")]
+pub mod kurrentdb;
 mod revision;
 mod subscription;
 
+#[cfg(feature = "kurrentdb")]
+pub use self::kurrentdb::KurrentStore;
 use async_trait::async_trait;
 pub use embedded::{EmbeddedStore, StoreOptions};
 pub use error::StoreError;

@@ -30,6 +30,21 @@ pub fn encode_frame(body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(body);
 }
 
+/// Fills the frame header in front of `body` in place: `header` is the
+/// [`FRAME_HEADER_BYTES`] reserved before the body in the same buffer. The result is
+/// byte for byte what [`encode_frame`] writes, without copying the body.
+pub fn fill_frame_header(header: &mut [u8], body: &[u8]) {
+    assert!(
+        !body.is_empty() && body.len() <= RECORD_BODY_BYTES_MAX,
+        "record body size {} out of range",
+        body.len()
+    );
+    assert_eq!(header.len(), FRAME_HEADER_BYTES, "frame header size");
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes();
+    header[..4].copy_from_slice(&len);
+    header[4..].copy_from_slice(&frame_crc(len, body).to_le_bytes());
+}
+
 fn frame_crc(len: [u8; 4], body: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&len), body)
 }
@@ -151,6 +166,19 @@ mod tests {
         assert_eq!(body, b"world!");
         assert_eq!(read_frame(&buf, next), Frame::End);
         assert_eq!(read_frame(&buf, buf.len()), Frame::End);
+    }
+
+    #[test]
+    fn header_filled_in_place_matches_encode_frame() {
+        for body in [&b"x"[..], b"hello world", &[7u8; 1000][..]] {
+            let mut expected = Vec::new();
+            encode_frame(body, &mut expected);
+            let mut buf = vec![0u8; FRAME_HEADER_BYTES];
+            buf.extend_from_slice(body);
+            let (header, rest) = buf.split_at_mut(FRAME_HEADER_BYTES);
+            fill_frame_header(header, rest);
+            assert_eq!(buf, expected);
+        }
     }
 
     #[test]

@@ -170,9 +170,19 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
         let path = segment_path(dir, id);
         let sealed = n + 1 < ids.len();
         let bytes = read_segment(&path)?;
-        let end = scan_segment(&path, &bytes, sealed, |offset, body| {
-            index_record(&mut index, &path, id, offset, body)
-        })?;
+        // Walk the frames (CRC) first, hash the bodies on several threads, then
+        // check and index them in order. An error in a record before the end of the
+        // walk wins over how the walk ended, as in a single in-order pass.
+        let mut frames: Vec<(u64, &[u8])> = Vec::new();
+        let scanned = scan_segment(&path, &bytes, sealed, |offset, body| {
+            frames.push((offset, body));
+            Ok(())
+        });
+        let hashes = hash_bodies(&frames);
+        for (&(offset, body), hash) in frames.iter().zip(hashes) {
+            index_record(&mut index, &path, id, offset, body, hash)?;
+        }
+        let end = scanned?;
         let file = File::open(&path)
             .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
         index.files.push(Arc::new(file));
@@ -194,15 +204,43 @@ fn recover(dir: &Path) -> Result<Recovered, StoreError> {
     })
 }
 
+/// BLAKE3 of each body (the hash chain), on several threads for many bodies.
+fn hash_bodies(frames: &[(u64, &[u8])]) -> Vec<[u8; 32]> {
+    let hash = |(_, body): &(u64, &[u8])| *blake3::hash(body).as_bytes();
+    let threads = decode_threads(frames.len());
+    if threads <= 1 {
+        return frames.iter().map(hash).collect();
+    }
+    let per_thread = frames.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut parts = frames.chunks(per_thread);
+        let first = parts.next().unwrap_or(&[]);
+        let handles: Vec<_> = parts
+            .map(|part| scope.spawn(move || part.iter().map(hash).collect::<Vec<_>>()))
+            .collect();
+        let mut hashes: Vec<[u8; 32]> = Vec::with_capacity(frames.len());
+        hashes.extend(first.iter().map(hash));
+        for (handle, part) in handles.into_iter().zip(frames.chunks(per_thread).skip(1)) {
+            // A panicked thread (not expected) is redone here.
+            match handle.join() {
+                Ok(part_hashes) => hashes.extend(part_hashes),
+                Err(_) => hashes.extend(part.iter().map(hash)),
+            }
+        }
+        hashes
+    })
+}
+
 fn index_record(
     index: &mut Index,
     path: &Path,
     segment: u32,
     offset: u64,
     body: &[u8],
+    hash: [u8; 32],
 ) -> Result<(), StoreError> {
     let at = offset as usize;
-    let record = codec::decode_record(body)
+    let record = codec::decode_record_ref(body)
         .map_err(|e| corrupt(path, at, format!("record does not decode: {e}")))?;
     if record.position != index.next_position() {
         return Err(corrupt(
@@ -222,7 +260,7 @@ fn index_record(
             "hash chain broken: previous-record hash does not match".into(),
         ));
     }
-    let expected_revision = index.last_revision(&record.stream).map_or(0, |r| r + 1);
+    let expected_revision = index.last_revision(record.stream).map_or(0, |r| r + 1);
     if record.revision != expected_revision {
         return Err(corrupt(
             path,
@@ -236,10 +274,10 @@ fn index_record(
     if record.recorded_at_micros < index.last_micros {
         return Err(corrupt(path, at, "recorded_at goes backwards".into()));
     }
-    index.last_hash = *blake3::hash(body).as_bytes();
+    index.last_hash = hash;
     index.last_micros = record.recorded_at_micros;
     index.push(
-        &record.stream,
+        record.stream,
         segment,
         offset,
         offset + (frame::FRAME_HEADER_BYTES + body.len()) as u64,
@@ -526,36 +564,97 @@ impl Shared {
         let mut buf = vec![0u8; (end - start) as usize];
         file.read_exact_at(&mut buf, start)
             .map_err(|e| StoreError::io(format!("reading {} at {start}", path.display()), e))?;
+        // Walk the frames (CRC checks) first, then decode the bodies, on several
+        // threads for a large range. A decode error before a bad frame wins, as it
+        // would reading one record after the other.
+        let mut bodies: Vec<(usize, &[u8])> = Vec::with_capacity(count);
+        let mut frame_error = None;
         let mut offset = 0usize;
         for _ in 0..count {
             match read_frame(&buf, offset) {
                 Frame::Record { body, next } => {
-                    let record = codec::decode_record(body)
-                        .and_then(codec::RecordBody::into_recorded)
-                        .map_err(|e| {
-                            corrupt(
-                                &path,
-                                start as usize + offset,
-                                format!("record does not decode: {e}"),
-                            )
-                        })?;
-                    out.push(record);
+                    bodies.push((offset, body));
                     offset = next;
                 }
                 Frame::End => {
-                    return Err(corrupt(
+                    frame_error = Some(corrupt(
                         &path,
                         start as usize + offset,
                         "indexed record is missing".into(),
-                    ))
+                    ));
+                    break;
                 }
                 Frame::Bad { reason, .. } => {
-                    return Err(corrupt(&path, start as usize + offset, reason))
+                    frame_error = Some(corrupt(&path, start as usize + offset, reason));
+                    break;
                 }
             }
         }
-        Ok(())
+        let decode = |(offset, body): &(usize, &[u8])| {
+            codec::decode_record(body)
+                .and_then(codec::RecordBody::into_recorded)
+                .map_err(|e| {
+                    corrupt(
+                        &path,
+                        start as usize + offset,
+                        format!("record does not decode: {e}"),
+                    )
+                })
+        };
+        let threads = decode_threads(bodies.len());
+        if threads <= 1 {
+            out.reserve(bodies.len());
+            for body in &bodies {
+                out.push(decode(body)?);
+            }
+        } else {
+            let per_thread = bodies.len().div_ceil(threads);
+            let decoded: Vec<Result<Vec<RecordedEvent>, StoreError>> =
+                std::thread::scope(|scope| {
+                    let mut parts = bodies.chunks(per_thread);
+                    let first = parts.next().unwrap_or(&[]);
+                    let handles: Vec<_> = parts
+                        .map(|part| scope.spawn(move || part.iter().map(decode).collect()))
+                        .collect();
+                    let mut results = vec![first.iter().map(decode).collect()];
+                    for handle in handles {
+                        results.push(handle.join().unwrap_or_else(|_| {
+                            Err(StoreError::Unavailable(
+                                "record decode thread panicked".into(),
+                            ))
+                        }));
+                    }
+                    results
+                });
+            out.reserve(bodies.len());
+            for part in decoded {
+                out.extend(part?);
+            }
+        }
+        match frame_error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
+}
+
+/// Records in one read below which decoding stays on the calling thread.
+const PARALLEL_DECODE_MIN_RECORDS: usize = 2048;
+
+/// Threads to decode `records` records with: one per [`PARALLEL_DECODE_MIN_RECORDS`]
+/// / 2, capped by the machine's parallelism (looked up once).
+fn decode_threads(records: usize) -> usize {
+    static PARALLELISM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if records < PARALLEL_DECODE_MIN_RECORDS {
+        return 1;
+    }
+    let parallelism = *PARALLELISM.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8)
+    });
+    parallelism.min(records / (PARALLEL_DECODE_MIN_RECORDS / 2))
 }
 
 #[async_trait]

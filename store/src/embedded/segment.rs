@@ -20,7 +20,7 @@
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{Read, Write},
+    io::Read,
     path::{Path, PathBuf},
 };
 
@@ -99,11 +99,11 @@ pub struct ScanEnd {
 ///
 /// `sealed` segments must be exactly a sequence of good frames. The active one may
 /// end in zeros, or in a torn frame followed by zeros.
-pub fn scan_segment(
+pub fn scan_segment<'b>(
     path: &Path,
-    bytes: &[u8],
+    bytes: &'b [u8],
     sealed: bool,
-    mut visit: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    mut visit: impl FnMut(u64, &'b [u8]) -> Result<(), StoreError>,
 ) -> Result<ScanEnd, StoreError> {
     let mut offset = 0usize;
     loop {
@@ -197,21 +197,20 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| classify_io(format!("syncing directory {}", dir.display()), e))
 }
 
-/// Appends `bytes` zero bytes at the end of `file` and syncs, so later writes to
-/// that range are overwrites of allocated blocks and `fdatasync` need not commit
-/// file-size metadata on every batch.
-pub fn zero_fill(file: &mut File, bytes: u64, path: &Path) -> Result<(), StoreError> {
-    use std::io::{Seek, SeekFrom};
+/// Writes `bytes` zero bytes at `offset` of `file` (at or past the end of its data)
+/// and syncs, so later writes to that range are overwrites of allocated blocks and
+/// `fdatasync` need not commit file-size metadata on every batch.
+pub fn zero_fill(file: &File, offset: u64, bytes: u64, path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::FileExt;
     const CHUNK_BYTES: usize = 1024 * 1024;
-    let zeros = vec![0u8; CHUNK_BYTES];
-    file.seek(SeekFrom::End(0))
-        .map_err(|e| classify_io(format!("seeking {}", path.display()), e))?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(CHUNK_BYTES as u64) as usize;
-        file.write_all(&zeros[..n])
+    let zeros = vec![0u8; CHUNK_BYTES.min(usize::try_from(bytes).unwrap_or(CHUNK_BYTES))];
+    let mut at = offset;
+    let end = offset + bytes;
+    while at < end {
+        let n = (end - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)
             .map_err(|e| classify_io(format!("preallocating {}", path.display()), e))?;
-        left -= n as u64;
+        at += n as u64;
     }
     file.sync_all()
         .map_err(|e| classify_io(format!("syncing {}", path.display()), e))
