@@ -15,8 +15,12 @@
 //!   to call it.
 
 pub mod aggregate;
+pub mod algo_registry;
+pub mod algorithms;
 pub mod clock;
+pub mod content;
 pub mod decider;
+pub mod learning;
 pub mod registry;
 
 pub use aggregate::{

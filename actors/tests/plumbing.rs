@@ -560,6 +560,9 @@ async fn a_conflict_with_a_second_writer_is_reloaded_and_retried() {
 struct FaultyStore {
     inner: EmbeddedStore,
     mode: AtomicU8,
+    /// Releases appends held in `SLOW` mode (a gate, not a timer, so the test does
+    /// not depend on how loaded the machine is).
+    gate: tokio::sync::Notify,
 }
 
 const PASS: u8 = 0;
@@ -567,7 +570,7 @@ const PASS: u8 = 0;
 const MEDDLE: u8 = 1;
 /// Every append fails as if the log were unreachable.
 const FAIL: u8 = 2;
-/// Every append takes an extra 150 ms.
+/// Every append waits until the test opens `gate`.
 const SLOW: u8 = 3;
 
 #[async_trait]
@@ -588,7 +591,7 @@ impl EventStore for FaultyStore {
                     .await?;
             }
             FAIL => return Err(StoreError::Unavailable("injected outage".into())),
-            SLOW => tokio::time::sleep(Duration::from_millis(150)).await,
+            SLOW => self.gate.notified().await,
             _ => {}
         }
         self.inner.append(stream, expected, events).await
@@ -630,6 +633,7 @@ async fn a_conflict_is_retried_only_once_then_reported() {
     let faulty = Arc::new(FaultyStore {
         inner: fx.log.clone(),
         mode: AtomicU8::new(PASS),
+        gate: tokio::sync::Notify::new(),
     });
     let registry = fx.registry_on(faulty.clone(), config()).await;
     execute_ok(
@@ -674,6 +678,7 @@ async fn a_store_error_is_reported_apart_from_rejections() {
     let faulty = Arc::new(FaultyStore {
         inner: fx.log.clone(),
         mode: AtomicU8::new(PASS),
+        gate: tokio::sync::Notify::new(),
     });
     let registry = fx.registry_on(faulty.clone(), config()).await;
     execute_ok(
@@ -871,6 +876,7 @@ async fn a_command_arriving_while_its_actor_drains_goes_to_the_next_one() {
     let faulty = Arc::new(FaultyStore {
         inner: fx.log.clone(),
         mode: AtomicU8::new(PASS),
+        gate: tokio::sync::Notify::new(),
     });
     let registry = fx
         .registry_on(
@@ -901,6 +907,7 @@ async fn a_command_arriving_while_its_actor_drains_goes_to_the_next_one() {
     let stats = stats_until(&registry, |s| s.draining == 1).await;
     assert_eq!(stats.live, 0);
     faulty.mode.store(PASS, Ordering::SeqCst);
+    faulty.gate.notify_one();
 
     // This one is held by the registry until the draining actor has stopped, then
     // handed to a fresh actor that replays the slow command's event first.
