@@ -8,6 +8,8 @@
 //!   [`ProjectionReader::wait_for`] for read-your-writes (`?min_position=`).
 //! - [`replay_until`]: the same fold as of a past position or time.
 //! - [`StreamStats`]: the built-in `stream_stats` read model.
+//! - [`Mastery`]: per learner × focus area mastery (`mastery`).
+//! - [`AlgoRuns`]: the algorithm run audit table (`algo_runs`).
 //!
 //! Decoding policy (runner and replay alike): an event whose type this build does
 //! not know is passed over (counted in
@@ -15,7 +17,9 @@
 //! [`Projection::apply_raw`] saw it; any other decode error stops the fold with
 //! [`ProjectionError::Decode`], so a projection never silently diverges.
 
+pub mod algo_runs;
 mod error;
+pub mod mastery;
 mod projection;
 mod reader;
 mod replay;
@@ -26,7 +30,9 @@ mod snapshot_load;
 pub mod stream_stats;
 pub mod telemetry;
 
+pub use algo_runs::{AlgoRunFilter, AlgoRunRow, AlgoRuns};
 pub use error::{ProjectionError, WaitError};
+pub use mastery::{Mastery, MasteryRow};
 pub use projection::{is_valid_name, Projection, PROJECTION_NAME_BYTES_MAX};
 pub use reader::{ProjectionReader, RunnerStatus, WAIT_TIMEOUT_MAX};
 pub use replay::{
