@@ -39,12 +39,52 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Offline evaluation of the learning algorithms (`algo predict`, `algo evaluate`).
+    Algo {
+        /// Algo subcommand.
+        #[command(subcommand)]
+        command: crate::commands::algo::AlgoCommand,
+    },
+    /// Print a view (mastery, algo_runs, stream_stats) as of a position or time, as
+    /// the daemon serves it at /api/v1/views/{name}.
+    Replay(crate::commands::replay::ReplayArgs),
     /// Validate a configuration file and print the effective configuration.
     Config {
         /// Config subcommand.
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+/// Which log backend a command uses; overrides `[store]` in the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreArgs {
+    /// Log backend: `embedded` (the segmented log in DATA_DIR/log) or `kurrentdb`
+    /// (needs a build with `--features kurrentdb`) [default: embedded].
+    #[arg(long = "store", env = "TUTORLOG_STORE", value_parser = ["embedded", "kurrentdb"])]
+    pub backend: Option<String>,
+    /// KurrentDB connection string, e.g. `esdb://127.0.0.1:2113?tls=false`.
+    #[arg(long, env = "TUTORLOG_KURRENTDB_URL")]
+    pub kurrentdb_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// Applies the flags to a configuration.
+    pub fn apply(&self, config: &mut crate::config::Config) {
+        if let Some(backend) = &self.backend {
+            config.store.backend = backend.clone();
+        }
+        if let Some(url) = &self.kurrentdb_url {
+            config.store.kurrentdb_url = Some(url.clone());
+        }
+    }
+
+    /// The `[store]` section these flags select, on top of the defaults.
+    pub fn config(&self) -> crate::config::Config {
+        let mut config = crate::config::Config::default();
+        self.apply(&mut config);
+        config
+    }
 }
 
 /// `tutorlog serve`.
@@ -59,6 +99,9 @@ pub struct ServeArgs {
     /// Listen address (overrides `server.listen`) [default: 127.0.0.1:8080].
     #[arg(long, env = "TUTORLOG_LISTEN")]
     pub listen: Option<String>,
+    /// Log backend.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `tutorlog events`.
@@ -76,6 +119,9 @@ pub struct EventsArgs {
     /// Most events to print [default: all].
     #[arg(long)]
     pub limit: Option<u64>,
+    /// Log backend.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `tutorlog audit ...`.
@@ -86,6 +132,9 @@ pub enum AuditCommand {
         /// Data directory of the daemon.
         #[arg(long, env = "TUTORLOG_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
+        /// Log backend.
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 

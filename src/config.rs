@@ -131,6 +131,12 @@ pub struct LearningConfig {
     pub default_rounds: u32,
     /// A session expires after this long.
     pub session_timeout_secs: u64,
+    /// A learner's actor is stopped (passivated) after this long without a request;
+    /// its state comes back from the log on the next one.
+    pub learner_idle_secs: u64,
+    /// Batch algorithm runs (difficulty recalibration, mistake mining) every this many
+    /// seconds; 0 turns the schedule off (they still run on demand).
+    pub batch_every_secs: u64,
 }
 
 impl Default for LearningConfig {
@@ -140,6 +146,8 @@ impl Default for LearningConfig {
             weekly_decay: 0.02,
             default_rounds: 5,
             session_timeout_secs: 3600,
+            learner_idle_secs: 60,
+            batch_every_secs: 86_400,
         }
     }
 }

@@ -6,19 +6,26 @@
 //! acknowledged only once durable), stop the projections (each writes a final
 //! snapshot), then close the log (the writer drains its queue and syncs).
 
-use std::{net::SocketAddr, path::Path, sync::Arc};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use axum::serve::ListenerExt;
+use tutorlog_actors::{
+    algo_registry::{batch::run_batch, AlgoCatalog},
+    algorithms::AlgoKey,
+    learning::{Learner, LearningPolicy, LearningService},
+    Clock, RegistryConfig, RegistryHandle, SystemClock,
+};
 use tutorlog_schemas::{
-    events::{ConfigApplied, Event},
+    events::{ConfigApplied, Event, RunTrigger},
     Envelope, NewEvent,
 };
-use tutorlog_store::{EmbeddedStore, EventStore, ExpectedRevision, StoreOptions};
+use tutorlog_store::{EventStore, ExpectedRevision};
 
 use crate::{
+    backend,
     cli::ServeArgs,
-    commands::{log_dir, snapshot_dir},
+    commands::snapshot_dir,
     config::{changed_keys, Config},
     http::{self, AppState},
     telemetry, views,
@@ -41,6 +48,7 @@ pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
     }
+    args.store.apply(&mut config);
     config.validate()?;
     Ok(config)
 }
@@ -48,40 +56,67 @@ pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Arc::new(load_config(&args)?);
-    if config.store.backend != "embedded" {
-        bail!("store.backend = {:?} is not available in this build; use \"embedded\" (the KurrentDB backend needs --features kurrentdb)", config.store.backend);
-    }
     let metrics = telemetry::init_metrics().context("installing the metrics recorder")?;
     let data_dir = config.server.data_dir.clone();
-    let options = StoreOptions {
-        segment_bytes: config.store.segment_bytes,
-        ..StoreOptions::default()
-    };
-    let store =
-        EmbeddedStore::open_with(log_dir(&data_dir), options).context("opening the event log")?;
-    tracing::info!(dir = %data_dir.display(), last_position = ?store.last_position(), "event log open");
-    record_config(&store, &config)
+    let handle = backend::open_store(&config, &data_dir).await?;
+    tracing::info!(log = %handle.description(), last_position = ?handle.store.last_position(), "event log open");
+    record_config(handle.store.as_ref(), &config)
         .await
         .context("recording the configuration")?;
 
-    let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+    let shared: Arc<dyn EventStore> = Arc::clone(&handle.store);
     let projections = views::start(Arc::clone(&shared), &snapshot_dir(&data_dir), &config)
         .await
         .context("starting projections")?;
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let catalog = AlgoCatalog::start(Arc::clone(&shared), Arc::clone(&clock))
+        .await
+        .context("starting the algorithm registry")?;
+    let (learners, _learners_join) = RegistryHandle::<Learner>::start(
+        Arc::clone(&shared),
+        Arc::clone(&clock),
+        RegistryConfig {
+            idle_timeout: Duration::from_secs(config.learning.learner_idle_secs.max(1)),
+            ..RegistryConfig::default()
+        },
+    )
+    .await
+    .context("starting the learner registry")?;
+    let learning = Arc::new(LearningService::new(
+        learners.clone(),
+        catalog.clone(),
+        Arc::clone(&clock),
+        LearningPolicy {
+            mastery_threshold: config.learning.mastery_threshold,
+            weekly_decay: config.learning.weekly_decay,
+            session_timeout_secs: config.learning.session_timeout_secs,
+        },
+        config.learning.default_rounds,
+    ));
+
+    let batch_schedule = spawn_batch_schedule(
+        Arc::clone(&shared),
+        catalog.clone(),
+        Arc::clone(&clock),
+        config.learning.batch_every_secs,
+    );
 
     let addr: SocketAddr = config.server.listen.parse().context("server.listen")?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    let poison_store = store.clone();
     let state = AppState {
         store: shared,
         config: Arc::clone(&config),
         metrics: Some(metrics),
         readiness: projections.readiness(),
-        poisoned: Arc::new(move || poison_store.poisoned()),
+        poisoned: handle.poisoned_probe(),
         stats: projections.stats.clone(),
+        mastery: projections.mastery.clone(),
+        algo_runs: projections.algo_runs.clone(),
+        learning: Some(learning),
     };
     tracing::info!(address = %local, "listening");
     // TCP_NODELAY: without it a keep-alive client waits on delayed ACKs (~40 ms).
@@ -95,16 +130,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("HTTP server")?;
 
-    tracing::info!("stopping: HTTP closed, writing projection snapshots");
+    if let Some(schedule) = batch_schedule {
+        schedule.abort();
+    }
+    tracing::info!("stopping: HTTP closed, stopping learner actors");
+    learners.shutdown().await;
+    tracing::info!("writing projection snapshots");
     projections.stop().await;
-    store.close();
+    handle.close();
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
 /// Appends `config.applied` when the effective configuration differs from the
 /// last one recorded.
-pub async fn record_config(store: &EmbeddedStore, config: &Config) -> anyhow::Result<()> {
+pub async fn record_config(store: &dyn EventStore, config: &Config) -> anyhow::Result<()> {
     let digest = config.digest();
     let effective_json = config.effective_json();
     let revision = store.stream_revision(CONFIG_STREAM).await?;
@@ -149,6 +189,41 @@ pub async fn record_config(store: &EmbeddedStore, config: &Config) -> anyhow::Re
         .await?;
     tracing::info!(position = result.position, "configuration recorded");
     Ok(())
+}
+
+/// Runs the batch algorithms (difficulty recalibration, mistake mining) every
+/// `every_secs` as audited runs (`nightly` for a daily period, else `cron`).
+fn spawn_batch_schedule(
+    store: Arc<dyn EventStore>,
+    catalog: AlgoCatalog,
+    clock: Arc<dyn Clock>,
+    every_secs: u64,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if every_secs == 0 {
+        return None;
+    }
+    let trigger = if every_secs == 86_400 {
+        RunTrigger::Nightly
+    } else {
+        RunTrigger::Cron
+    };
+    Some(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(every_secs));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick fires at once; batches start one period after startup.
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            for key in [AlgoKey::Difficulty, AlgoKey::Mistakes] {
+                match run_batch(store.as_ref(), &catalog, key, trigger, clock.now()).await {
+                    Ok(run) => {
+                        tracing::info!(%key, run_id = %run.run_id, ok = run.result.is_ok(), "batch run recorded")
+                    }
+                    Err(error) => tracing::warn!(%key, %error, "batch run could not be recorded"),
+                }
+            }
+        }
+    }))
 }
 
 async fn shutdown_signal() {

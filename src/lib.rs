@@ -4,6 +4,7 @@
 //! `tutorlog-store` (the log), `tutorlog-actors` (deciders inside actors) and
 //! `tutorlog-projections` (read models). This crate puts them together.
 
+pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;

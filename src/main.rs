@@ -7,6 +7,10 @@ use tutorlog::{
     commands, config, daemon, telemetry,
 };
 
+/// mimalloc instead of glibc malloc: see BENCHMARKS.md, "Learning" (RSS and CPU).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     telemetry::init_logging(cli.log_format);
@@ -26,10 +30,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(daemon::serve(args))
         }
-        Command::Events(args) => commands::events::run(&args),
+        Command::Events(args) => tool_runtime()?.block_on(commands::events::run(&args)),
+        Command::Replay(args) => commands::replay::run(&args),
+        Command::Algo { command } => commands::algo::run(&command),
         Command::Audit {
-            command: AuditCommand::Verify { data_dir },
-        } => commands::audit::verify_log(&data_dir),
+            command: AuditCommand::Verify { data_dir, store },
+        } => tool_runtime()?.block_on(commands::audit::verify_log(&data_dir, &store)),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => {
@@ -40,4 +46,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A small runtime for one-shot tools that read the log.
+fn tool_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }

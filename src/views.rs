@@ -11,8 +11,8 @@ use axum::{extract::State, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tutorlog_projections::{
-    telemetry::describe_metrics, Projection, ProjectionReader, ProjectionRunner, RunnerOptions,
-    StreamStats, WaitError,
+    telemetry::describe_metrics, AlgoRuns, Mastery, Projection, ProjectionReader, ProjectionRunner,
+    RunnerOptions, StreamStats, WaitError,
 };
 use tutorlog_store::EventStore;
 
@@ -26,12 +26,34 @@ use crate::{
 
 /// Reader of the `stream_stats` view.
 pub type StatsView = ProjectionReader<StreamStats>;
+/// Reader of the `mastery` view.
+pub type MasteryView = ProjectionReader<Mastery>;
+/// Reader of the `algo_runs` view.
+pub type AlgoRunsView = ProjectionReader<AlgoRuns>;
+
+/// The view names `GET /api/v1/views/{name}` and `tutorlog replay --view` accept.
+pub const VIEW_NAMES: [&str; 3] = [StreamStats::NAME, Mastery::NAME, AlgoRuns::NAME];
+
+/// The JSON document a view is served as, by the daemon and by `tutorlog replay`
+/// alike (so the two are byte-identical for the same `next_position`).
+pub fn view_document<P: Projection>(
+    projection: &P,
+    next_position: u64,
+) -> Result<Value, serde_json::Error> {
+    Ok(json!({ "projection": P::NAME, "next_position": next_position, "view": projection.view()? }))
+}
 
 /// The running projections.
 pub struct Projections {
     /// `stream_stats`.
     pub stats: StatsView,
     stats_runner: ProjectionRunner<StreamStats>,
+    /// `mastery`.
+    pub mastery: MasteryView,
+    mastery_runner: ProjectionRunner<Mastery>,
+    /// `algo_runs`.
+    pub algo_runs: AlgoRunsView,
+    algo_runs_runner: ProjectionRunner<AlgoRuns>,
     /// The log's next position when the daemon started: ready once every view
     /// reached it.
     startup_next_position: u64,
@@ -48,10 +70,18 @@ pub async fn start(
     let mut options = RunnerOptions::new(snapshot_dir);
     options.snapshot_every_events = config.projections.snapshot_every_events;
     options.snapshot_interval = Duration::from_secs(config.projections.snapshot_every_secs.max(1));
-    let stats_runner = ProjectionRunner::start(store, StreamStats::new(), options).await?;
+    let stats_runner =
+        ProjectionRunner::start(Arc::clone(&store), StreamStats::new(), options.clone()).await?;
+    let mastery_runner =
+        ProjectionRunner::start(Arc::clone(&store), Mastery::new(), options.clone()).await?;
+    let algo_runs_runner = ProjectionRunner::start(store, AlgoRuns::new(), options).await?;
     Ok(Projections {
         stats: stats_runner.reader(),
         stats_runner,
+        mastery: mastery_runner.reader(),
+        mastery_runner,
+        algo_runs: algo_runs_runner.reader(),
+        algo_runs_runner,
         startup_next_position,
     })
 }
@@ -60,32 +90,43 @@ impl Projections {
     /// Ready once every projection has folded the log as it was at startup.
     pub fn readiness(&self) -> ReadinessCheck {
         let stats = self.stats.clone();
+        let mastery = self.mastery.clone();
+        let algo_runs = self.algo_runs.clone();
         let target = self.startup_next_position;
         Arc::new(move || {
-            let at = stats.next_position();
-            if at >= target {
-                Ok(())
-            } else {
-                Err(format!(
-                    "projections catching up: {} at {at} of {target} events",
-                    stats.name()
-                ))
+            let positions = [
+                (stats.name(), stats.next_position()),
+                (mastery.name(), mastery.next_position()),
+                (algo_runs.name(), algo_runs.next_position()),
+            ];
+            match positions.iter().find(|(_, at)| *at < target) {
+                None => Ok(()),
+                Some((name, at)) => Err(format!(
+                    "projections catching up: {name} at {at} of {target} events"
+                )),
             }
         })
     }
 
     /// Stops every projection, each writing a final snapshot.
     pub async fn stop(self) {
-        match self.stats_runner.shutdown().await {
-            Ok(exit) => tracing::info!(
-                projection = StreamStats::NAME,
-                next_position = exit.next_position,
-                "projection stopped"
-            ),
-            Err(error) => {
-                tracing::error!(projection = StreamStats::NAME, %error, "projection failed")
-            }
-        }
+        log_exit(StreamStats::NAME, self.stats_runner.shutdown().await);
+        log_exit(Mastery::NAME, self.mastery_runner.shutdown().await);
+        log_exit(AlgoRuns::NAME, self.algo_runs_runner.shutdown().await);
+    }
+}
+
+fn log_exit<E: std::fmt::Display>(
+    name: &'static str,
+    exit: Result<tutorlog_projections::RunnerExit, E>,
+) {
+    match exit {
+        Ok(exit) => tracing::info!(
+            projection = name,
+            next_position = exit.next_position,
+            "projection stopped"
+        ),
+        Err(error) => tracing::error!(projection = name, %error, "projection failed"),
     }
 }
 
@@ -139,4 +180,45 @@ pub async fn stats(
     Ok(Json(
         json!({ "projection": StreamStats::NAME, "next_position": next_position, "view": view }),
     ))
+}
+
+fn internal_view_error(name: &str, error: serde_json::Error) -> ApiError {
+    tracing::error!(%error, view = name, "view does not serialize");
+    ApiError {
+        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        code: "internal",
+        message: "view unavailable".into(),
+    }
+}
+
+async fn document<P: Projection>(
+    reader: &ProjectionReader<P>,
+    min_position: Option<u64>,
+    config: &Config,
+) -> Result<Value, ApiError> {
+    wait_for_position(reader, min_position, config).await?;
+    reader
+        .read(|projection, next_position| view_document(projection, next_position))
+        .map_err(|error| internal_view_error(P::NAME, error))
+}
+
+/// `GET /api/v1/views/{name}`: a whole view as `{"projection", "next_position",
+/// "view"}`, the same document `tutorlog replay --view` prints.
+pub async fn view(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    ApiQuery(query): ApiQuery<ViewQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let body = match name.as_str() {
+        StreamStats::NAME => document(&state.stats, query.min_position, &state.config).await?,
+        Mastery::NAME => document(&state.mastery, query.min_position, &state.config).await?,
+        AlgoRuns::NAME => document(&state.algo_runs, query.min_position, &state.config).await?,
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "unknown view {name:?}; known: {}",
+                VIEW_NAMES.join(", ")
+            )))
+        }
+    };
+    Ok(Json(body))
 }

@@ -150,14 +150,18 @@ fn serve_answers_stops_cleanly_and_restarts() {
     let (status, body) = get_json(&format!("{}/healthz", daemon.base));
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
 
-    // The daemon records its configuration as the first event.
-    let (status, body) = get_json(&format!("{}/api/v1/events?limit=10", daemon.base));
+    // The daemon records its configuration as the first event, then the algorithm
+    // registry registers its default versions (algo.* events, counted here).
+    let (status, body) = get_json(&format!("{}/api/v1/events?limit=100", daemon.base));
     assert_eq!(status, 200);
     let events = body["events"].as_array().expect("events");
-    assert_eq!(events.len(), 1);
     assert_eq!(events[0]["event_type"], "config.applied");
     assert_eq!(events[0]["position"], 0);
-    assert_eq!(body["next_from"], 1);
+    assert!(events[1..].iter().all(|e| e["event_type"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("algo."))));
+    let startup_events = events.len() as u64;
+    assert_eq!(body["next_from"], startup_events);
     let (status, body) = get_json(&format!(
         "{}/api/v1/events?stream=config&from=0",
         daemon.base
@@ -168,9 +172,13 @@ fn serve_answers_stops_cleanly_and_restarts() {
     );
 
     // Read-your-writes on a view.
-    let (status, body) = get_json(&format!("{}/api/v1/stats?min_position=0", daemon.base));
+    let (status, body) = get_json(&format!(
+        "{}/api/v1/stats?min_position={}",
+        daemon.base,
+        startup_events - 1
+    ));
     assert_eq!(status, 200);
-    assert_eq!(body["view"]["events_total"], 1);
+    assert_eq!(body["view"]["events_total"], startup_events);
 
     // Client mistakes are 4xx in the documented shape, never 500.
     for (path, want) in [
@@ -233,7 +241,7 @@ fn serve_answers_stops_cleanly_and_restarts() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
-    assert_eq!(lines.len(), 1);
+    assert_eq!(lines.len() as u64, startup_events);
     assert_eq!(lines[0]["event_type"], "config.applied");
     let verify = run(&["audit", "verify"], &data);
     assert!(
@@ -241,15 +249,20 @@ fn serve_answers_stops_cleanly_and_restarts() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
-    assert!(String::from_utf8_lossy(&verify.stdout).contains("records        1"));
+    assert!(String::from_utf8_lossy(&verify.stdout)
+        .contains(&format!("records        {startup_events}")));
 
     let status = daemon.terminate();
     assert!(status.success(), "serve exited with {status}");
 
     // State comes back; the new listen address is recorded as a config change.
     let daemon = Daemon::start(&data);
-    let (_, body) = get_json(&format!("{}/api/v1/stats?min_position=1", daemon.base));
-    assert_eq!(body["view"]["events_total"], 2);
+    let (_, body) = get_json(&format!(
+        "{}/api/v1/stats?min_position={startup_events}",
+        daemon.base
+    ));
+    // Only the config change is new: the registry is seeded once.
+    assert_eq!(body["view"]["events_total"], startup_events + 1);
     let (_, body) = get_json(&format!(
         "{}/api/v1/events?stream=config&from=1",
         daemon.base

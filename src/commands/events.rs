@@ -2,17 +2,14 @@
 
 use std::io::Write;
 
-use anyhow::Context;
 use tutorlog_schemas::json::envelope_json;
-use tutorlog_store::EmbeddedStore;
 
-use crate::cli::EventsArgs;
+use crate::{backend, cli::EventsArgs};
 
 /// Prints envelopes, one JSON object per line, from a read-only view of the log.
-pub fn run(args: &EventsArgs) -> anyhow::Result<()> {
-    let dir = super::log_dir(&args.data_dir);
-    let store = EmbeddedStore::open_read_only(&dir)
-        .with_context(|| format!("opening the log in {}", dir.display()))?;
+pub async fn run(args: &EventsArgs) -> anyhow::Result<()> {
+    let handle = backend::open_reader(&args.store.config(), &args.data_dir).await?;
+    let store = handle.store.as_ref();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut left = args.limit.unwrap_or(u64::MAX);
@@ -20,8 +17,8 @@ pub fn run(args: &EventsArgs) -> anyhow::Result<()> {
     while left > 0 {
         let chunk = (left.min(1000)) as usize;
         let events = match &args.stream {
-            Some(stream) => store.read_stream_blocking(stream, cursor, chunk)?,
-            None => store.read_all_blocking(cursor, chunk)?,
+            Some(stream) => store.read_stream(stream, cursor, chunk).await?,
+            None => store.read_all(cursor, chunk).await?,
         };
         let Some(last) = events.last() else { break };
         cursor = if args.stream.is_some() {

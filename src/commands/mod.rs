@@ -1,7 +1,9 @@
 //! One-shot CLI commands that read the log directly (no daemon needed).
 
+pub mod algo;
 pub mod audit;
 pub mod events;
+pub mod replay;
 
 use std::path::{Path, PathBuf};
 

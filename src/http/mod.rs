@@ -3,10 +3,16 @@
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod learning;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{extract::DefaultBodyLimit, http::StatusCode, routing::get, Router};
+use axum::{
+    extract::DefaultBodyLimit,
+    http::StatusCode,
+    routing::{get, post},
+    Router,
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 use tutorlog_store::EventStore;
@@ -33,6 +39,12 @@ pub struct AppState {
     pub poisoned: PoisonCheck,
     /// The `stream_stats` read model.
     pub stats: crate::views::StatsView,
+    /// The `mastery` read model.
+    pub mastery: crate::views::MasteryView,
+    /// The `algo_runs` read model.
+    pub algo_runs: crate::views::AlgoRunsView,
+    /// Training, challenges and the algorithm registry; `None` if not started.
+    pub learning: Option<Arc<tutorlog_actors::learning::LearningService>>,
 }
 
 /// Builds the router with its limits.
@@ -45,6 +57,31 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api/v1/events", get(events::list))
         .route("/api/v1/stats", get(crate::views::stats))
+        .route("/api/v1/views/{name}", get(crate::views::view))
+        .route("/api/v1/training/focus-areas", get(learning::focus_areas))
+        .route("/api/v1/training/start", post(learning::start))
+        .route("/api/v1/training/round", post(learning::round))
+        .route("/api/v1/training/pause", post(learning::pause))
+        .route("/api/v1/training/resume", post(learning::resume))
+        .route("/api/v1/training/progress", get(learning::progress))
+        .route("/api/v1/training/health", get(learning::health))
+        .route("/api/v1/challenges/start", post(learning::challenge_start))
+        .route("/api/v1/challenges/grade", post(learning::challenge_grade))
+        .route("/api/v1/learning/info", get(learning::info))
+        .route("/api/v1/audit/algo-runs", get(learning::algo_runs))
+        .route(
+            "/api/v1/admin/algos/{key}/versions",
+            post(learning::admin_register),
+        )
+        .route(
+            "/api/v1/admin/algos/{key}/activate",
+            post(learning::admin_activate),
+        )
+        .route(
+            "/api/v1/admin/algos/{key}/params",
+            post(learning::admin_params),
+        )
+        .route("/api/v1/admin/algos/{key}/run", post(learning::admin_run))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(body_limit))
