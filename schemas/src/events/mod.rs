@@ -14,11 +14,15 @@ use crate::codec::{self, CodecError};
 
 mod algo;
 mod config;
+mod gateway;
 mod learning;
+mod provider;
 
 pub use algo::*;
 pub use config::*;
+pub use gateway::*;
 pub use learning::*;
+pub use provider::*;
 
 macro_rules! catalogue {
     ($( $(#[$doc:meta])* $variant:ident($ty:ident) = ($name:literal, $version:literal); )*) => {
@@ -119,6 +123,44 @@ catalogue! {
     AlgoRunFailed(AlgoRunFailed) = ("algo.run.failed", 1);
     /// A configuration took effect.
     ConfigApplied(ConfigApplied) = ("config.applied", 1);
+    /// An estimated cost was set aside before a provider call.
+    BudgetReserved(BudgetReserved) = ("budget.reserved", 1);
+    /// A reserved call's actual cost.
+    BudgetCommitted(BudgetCommitted) = ("budget.committed", 1);
+    /// A reservation was given back.
+    BudgetReleased(BudgetReleased) = ("budget.released", 1);
+    /// A reservation did not fit the budget.
+    BudgetExceeded(BudgetExceeded) = ("provider.budget.exceeded", 1);
+    /// A provider's budget limits changed.
+    BudgetLimitChanged(BudgetLimitChanged) = ("budget.limit.changed", 1);
+    /// A provider call succeeded.
+    ProviderQueryCompleted(ProviderQueryCompleted) = ("provider.query.completed", 1);
+    /// A provider call failed.
+    ProviderQueryFailed(ProviderQueryFailed) = ("provider.query.failed", 1);
+    /// A provider's circuit opened.
+    CircuitOpened(CircuitOpened) = ("circuit.opened", 1);
+    /// A provider's circuit allows trial calls.
+    CircuitHalfOpened(CircuitHalfOpened) = ("circuit.half_opened", 1);
+    /// A provider's circuit closed.
+    CircuitClosed(CircuitClosed) = ("circuit.closed", 1);
+    /// A provider's priority changed.
+    ProviderPriorityChanged(ProviderPriorityChanged) = ("provider.priority.changed", 1);
+    /// The router chose a provider for a request.
+    ProviderSelected(ProviderSelected) = ("provider.selected", 1);
+    /// A call went out to a provider.
+    ProviderQueryStarted(ProviderQueryStarted) = ("provider.query.started", 1);
+    /// A gateway call's decision and outcome.
+    ExecutionRecorded(ExecutionRecorded) = ("execution.recorded", 1);
+    /// Feedback on a gateway answer.
+    FeedbackRecorded(FeedbackRecorded) = ("feedback.recorded", 1);
+    /// A benchmark run was scheduled.
+    BenchmarkRunScheduled(BenchmarkRunScheduled) = ("benchmark.run.scheduled", 1);
+    /// A benchmark run started.
+    BenchmarkRunStarted(BenchmarkRunStarted) = ("benchmark.run.started", 1);
+    /// One benchmark test's result.
+    BenchmarkResultRecorded(BenchmarkResultRecorded) = ("benchmark.result.recorded", 1);
+    /// A benchmark run finished.
+    BenchmarkRunCompleted(BenchmarkRunCompleted) = ("benchmark.run.completed", 1);
 }
 
 #[cfg(test)]
@@ -256,6 +298,106 @@ mod tests {
                 version: 2,
                 status: AlgoStatus::Experimental,
                 description: "elo".into(),
+            }),
+        ];
+        for event in events {
+            let bytes = event.encode().expect("encode");
+            let back =
+                Event::decode(event.event_type(), event.schema_version(), &bytes).expect("decode");
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn provider_and_gateway_events_round_trip() {
+        let request_id = Uuid::from_u128(42);
+        let events = [
+            Event::BudgetReserved(BudgetReserved {
+                request_id,
+                model: "gpt-4o-mini".into(),
+                estimate_micros: 1_234,
+                period: "2026-12".into(),
+                user_id: Some("ada".into()),
+                session_id: None,
+            }),
+            Event::BudgetCommitted(BudgetCommitted {
+                request_id,
+                actual_micros: 999,
+                input_tokens: 10,
+                output_tokens: 20,
+                price_version: "ab12".into(),
+                period: "2026-12".into(),
+            }),
+            Event::BudgetExceeded(BudgetExceeded {
+                request_id,
+                estimate_micros: 5,
+                limit: BudgetLimitKind::PerRequest,
+                limit_micros: 4,
+                remaining_micros: 4,
+                period: "2026-12".into(),
+            }),
+            Event::ProviderQueryFailed(ProviderQueryFailed {
+                request_id,
+                model: "m".into(),
+                latency_micros: 7,
+                error_kind: ErrorKind::RateLimited,
+                message: "429".into(),
+            }),
+            Event::CircuitOpened(CircuitOpened {
+                cause: "failure_threshold".into(),
+                failures: 5,
+                last_error: ErrorKind::Server,
+                open_secs: 60,
+            }),
+            Event::ProviderSelected(ProviderSelected {
+                request_id,
+                session_id: Some("s1".into()),
+                user_id: None,
+                category: "coding".into(),
+                requested_model: "auto".into(),
+                candidates: vec![RouteCandidate {
+                    provider: "mock".into(),
+                    model: "mock-1".into(),
+                    score: 0.75,
+                    eligible: true,
+                    reason: "best_score".into(),
+                }],
+                chosen_provider: Some("mock".into()),
+                chosen_model: Some("mock-1".into()),
+                reason: "best_score".into(),
+            }),
+            Event::ExecutionRecorded(ExecutionRecorded {
+                request_id,
+                source: CallSource::OpenAi,
+                provider: Some("mock".into()),
+                model: Some("mock-1".into()),
+                category: "general".into(),
+                session_id: None,
+                user_id: Some("dev".into()),
+                success: false,
+                attempts: 2,
+                streamed: true,
+                duration_micros: 1_000,
+                quality: Some(88.5),
+                cost_estimate_micros: 10,
+                cost_actual_micros: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                error_kind: Some(ErrorKind::Timeout),
+                request_messages: Some("[]".into()),
+                response_text: None,
+            }),
+            Event::BenchmarkResultRecorded(BenchmarkResultRecorded {
+                run_id: Uuid::from_u128(1),
+                provider: "mock".into(),
+                model: "mock-1".into(),
+                category: "math".into(),
+                test_id: "math-1".into(),
+                quality: 100.0,
+                latency_micros: 5,
+                cost_micros: 0,
+                success: true,
+                error_kind: None,
             }),
         ];
         for event in events {
