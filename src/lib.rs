@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod gateway;
 pub mod http;
 pub mod telemetry;
 pub mod views;
