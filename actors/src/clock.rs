@@ -96,3 +96,29 @@ mod tests {
         assert!(delta.num_seconds().abs() < 5);
     }
 }
+
+/// A clock that follows tokio's timer: a fixed start plus the time tokio says has
+/// passed. Under `tokio::time::pause` it moves only when the test (or tokio's
+/// auto-advance) moves time, so timers and decisions agree in tests.
+#[derive(Debug)]
+pub struct TokioClock {
+    start: DateTime<Utc>,
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock reading `start` now.
+    pub fn new(start: DateTime<Utc>) -> Self {
+        TokioClock {
+            start,
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = TimeDelta::from_std(self.origin.elapsed()).unwrap_or(TimeDelta::MAX);
+        self.start + elapsed
+    }
+}

@@ -21,12 +21,14 @@ pub mod clock;
 pub mod content;
 pub mod decider;
 pub mod learning;
+pub mod pipeline;
+pub mod providers;
 pub mod registry;
 
 pub use aggregate::{
     Aggregate, AggregateArgs, AggregateMsg, CommandError, CommandMeta, CommandResult, Outcome,
     StateResult, Versioned,
 };
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use decider::{Decider, Given, LogEvent, When};
 pub use registry::{Registry, RegistryConfig, RegistryHandle, RegistryMsg, RegistryStats};

@@ -16,6 +16,7 @@ pub mod embedded;
 mod error;
 #[cfg(feature = "kurrentdb")]
 pub mod kurrentdb;
+pub mod memory;
 mod revision;
 mod subscription;
 
@@ -24,6 +25,7 @@ pub use self::kurrentdb::KurrentStore;
 use async_trait::async_trait;
 pub use embedded::{EmbeddedStore, StoreOptions};
 pub use error::StoreError;
+pub use memory::MemoryStore;
 pub use revision::{AppendResult, ExpectedRevision};
 pub use subscription::{Subscription, SubscriptionSource};
 pub use tutorlog_schemas::{NewEvent, RecordedEvent};

@@ -342,12 +342,15 @@ mod tests {
                 latency_micros: 7,
                 error_kind: ErrorKind::RateLimited,
                 message: "429".into(),
+                trial: true,
             }),
             Event::CircuitOpened(CircuitOpened {
                 cause: "failure_threshold".into(),
                 failures: 5,
                 last_error: ErrorKind::Server,
                 open_secs: 60,
+                retry_at: chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_060, 0)
+                    .expect("valid"),
             }),
             Event::ProviderSelected(ProviderSelected {
                 request_id,

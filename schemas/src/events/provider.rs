@@ -5,6 +5,7 @@
 //! configured in USD per million tokens, so `tokens × price` is already micro-dollars,
 //! and integer sums reconcile exactly where float sums would drift.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -145,6 +146,8 @@ pub struct ProviderQueryCompleted {
     pub model: String,
     /// Wall time of the call, microseconds.
     pub latency_micros: u64,
+    /// Whether it was a half-open trial call.
+    pub trial: bool,
 }
 
 /// `provider.query.failed` (v1): a provider call failed.
@@ -160,6 +163,8 @@ pub struct ProviderQueryFailed {
     pub error_kind: ErrorKind,
     /// Short description (never contains a secret).
     pub message: String,
+    /// Whether it was a half-open trial call.
+    pub trial: bool,
 }
 
 /// `circuit.opened` (v1): calls to the provider stop.
@@ -174,6 +179,8 @@ pub struct CircuitOpened {
     pub last_error: ErrorKind,
     /// Seconds until trial calls are allowed.
     pub open_secs: u64,
+    /// When trial calls are allowed (decision time + `open_secs`).
+    pub retry_at: DateTime<Utc>,
 }
 
 /// `circuit.half_opened` (v1): the open period ended; trial calls are allowed.

@@ -1,0 +1,602 @@
+//! A decider actor with group commit of its own: the shell for hot aggregates that
+//! many requests hit at once (a provider's budget, its circuit).
+//!
+//! [`crate::aggregate::Aggregate`] appends one command's events and waits for them
+//! to be durable before it takes the next message: right for a learner, who sends
+//! one round at a time, but it would cap a provider at one command per fsync. A
+//! [`Pipelined`] actor instead keeps **one append in flight** and decides every
+//! command that arrives meanwhile against its *working* state (the durable state
+//! plus everything decided since); when the append lands it acknowledges that
+//! batch and sends everything decided since as the next one. Decisions stay
+//! sequential (so a budget still cannot be overspent), while N concurrent callers
+//! share about one fsync per batch.
+//!
+//! Each command says when its caller hears back ([`Ack`]): once durable, as soon
+//! as decided (its events become durable with the next batch), or never. A command
+//! may also hold its events back ([`Defer::Hold`]) until a later command releases
+//! them into its own append ([`Defer::With`]): the budget's *fast* mode decides a
+//! reservation in memory and makes it durable together with its commit.
+//!
+//! If another writer got to the stream first (a second node), the actor reloads
+//! the stream and decides the unacknowledged commands again, once. Any other
+//! append failure is replied to the durable waiters, and the actor reloads from the
+//! log (the truth) before it decides again.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tutorlog_store::{AppendResult, EventStore, ExpectedRevision, StoreError, READ_EVENTS_MAX};
+use uuid::Uuid;
+
+use crate::aggregate::{flatten_call, CommandError, CommandMeta, Versioned};
+use crate::clock::Clock;
+use crate::decider::{Decider, LogEvent};
+
+/// What a pipelined command decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided<E> {
+    /// The events it produced (held events included when it released them).
+    pub events: Vec<E>,
+    /// The `$all` position its append reached; `None` when the reply came before
+    /// the events were durable (or there were none).
+    pub position: Option<u64>,
+}
+
+/// The reply to a pipelined command.
+pub type PipelineReply<D> =
+    Result<Result<Decided<<D as Decider>::Event>, <D as Decider>::Rejection>, CommandError>;
+
+/// When a command's caller hears back.
+pub enum Ack<D: Decider> {
+    /// Once its events are durable.
+    Durable(RpcReplyPort<PipelineReply<D>>),
+    /// As soon as it is decided.
+    Decided(RpcReplyPort<PipelineReply<D>>),
+    /// Never (fire and forget).
+    None,
+}
+
+impl<D: Decider> Ack<D> {
+    fn send(self, reply: PipelineReply<D>) {
+        // A closed port means the caller stopped waiting; the work stands.
+        match self {
+            Ack::Durable(port) | Ack::Decided(port) => {
+                let _ = port.send(reply);
+            }
+            Ack::None => {}
+        }
+    }
+}
+
+/// Whether a command's events go to the log now, later, or with held ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defer {
+    /// Append them with the next batch.
+    No,
+    /// Keep them in memory (they count in the working state) until a command with
+    /// `Defer::With(key)` arrives. Only with [`Ack::Decided`] or [`Ack::None`].
+    Hold(Uuid),
+    /// Append the events held under `key` first, then this command's.
+    With(Uuid),
+}
+
+/// Called with the working state after every decision (to publish lock-free views).
+pub type Publish<S> = Arc<dyn Fn(&S) + Send + Sync>;
+
+/// Messages a [`Pipelined`] actor handles.
+pub enum PipelineMsg<D: Decider> {
+    /// Decide a command.
+    Execute {
+        /// The command.
+        command: D::Command,
+        /// Ids copied onto its events.
+        meta: CommandMeta,
+        /// When to reply.
+        ack: Ack<D>,
+        /// Hold or release events.
+        defer: Defer,
+    },
+    /// The in-flight append finished (sent by the actor's own append task).
+    Appended(Result<AppendResult, StoreError>),
+    /// Reply with the durable state.
+    GetState(RpcReplyPort<Result<Versioned<D::State>, CommandError>>),
+    /// Reply once nothing is pending or in flight (for shutdown).
+    Drain(RpcReplyPort<()>),
+}
+
+/// What a [`Pipelined`] actor is started with.
+pub struct PipelineArgs<D: Decider> {
+    /// The aggregate id; the stream is `D::stream_name(&id)`.
+    pub id: String,
+    /// The log.
+    pub store: Arc<dyn EventStore>,
+    /// Where `now` comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Called with the working state after each decision and after loading.
+    pub publish: Publish<D::State>,
+}
+
+/// The actor. See the module docs.
+pub struct Pipelined<D>(PhantomData<fn() -> D>);
+
+impl<D> Pipelined<D> {
+    /// The actor definition.
+    pub fn new() -> Self {
+        Pipelined(PhantomData)
+    }
+}
+
+impl<D> Default for Pipelined<D> {
+    fn default() -> Self {
+        Pipelined::new()
+    }
+}
+
+struct Entry<D: Decider> {
+    command: D::Command,
+    meta: CommandMeta,
+    /// Held events this command released (re-applied as they are on a redo).
+    released: Vec<D::Event>,
+    /// Its own events.
+    events: Vec<D::Event>,
+    ack: Ack<D>,
+    redone: bool,
+}
+
+/// The running state of a [`Pipelined`] actor.
+pub struct PipelineState<D: Decider> {
+    id: String,
+    stream: String,
+    store: Arc<dyn EventStore>,
+    clock: Arc<dyn Clock>,
+    publish: Publish<D::State>,
+    durable: D::State,
+    revision: Option<u64>,
+    position: Option<u64>,
+    working: D::State,
+    held: HashMap<Uuid, (CommandMeta, Vec<D::Event>)>,
+    pending: Vec<Entry<D>>,
+    in_flight: Option<Vec<Entry<D>>>,
+    drain_waiters: Vec<RpcReplyPort<()>>,
+    stale: bool,
+}
+
+/// A copy of a store error for the second and later waiters of a failed batch
+/// (`StoreError` is not `Clone`: it can hold an `io::Error`).
+fn duplicate(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Poisoned(m) => StoreError::Poisoned(m.clone()),
+        StoreError::DiskFull(m) => StoreError::DiskFull(m.clone()),
+        StoreError::InvalidInput(m) => StoreError::InvalidInput(m.clone()),
+        StoreError::ReadOnly => StoreError::ReadOnly,
+        StoreError::Closed => StoreError::Closed,
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+impl<D> PipelineState<D>
+where
+    D: Decider,
+    D::Command: Clone,
+    D::Event: Clone,
+{
+    /// Reads the stream past the durable revision into the durable state.
+    async fn catch_up(&mut self) -> Result<(), StoreError> {
+        loop {
+            let from = self.revision.map_or(0, |r| r + 1);
+            let batch = self
+                .store
+                .read_stream(&self.stream, from, READ_EVENTS_MAX)
+                .await?;
+            for recorded in &batch {
+                if let Some(event) = D::Event::from_recorded(recorded)? {
+                    let state = std::mem::take(&mut self.durable);
+                    self.durable = D::evolve(state, &event);
+                }
+                self.revision = Some(recorded.revision);
+                self.position = Some(recorded.position);
+            }
+            if batch.len() < READ_EVENTS_MAX {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Rebuilds the working state: durable, then held events, then `entries`
+    /// decided again (once each; a second redo is a conflict for its caller).
+    fn redo(&mut self, entries: Vec<Entry<D>>) {
+        let mut working = self.durable.clone();
+        for (_, events) in self.held.values() {
+            working = D::fold(working, events);
+        }
+        let now = self.clock.now();
+        for mut entry in entries {
+            working = D::fold(working, &entry.released);
+            if entry.redone {
+                let error = StoreError::Unavailable(format!(
+                    "{}: conflicting writers on the stream twice in a row",
+                    self.stream
+                ));
+                entry.ack.send(Err(error.into()));
+                continue;
+            }
+            match D::decide(&working, &entry.command, now) {
+                Ok(events) => {
+                    working = D::fold(working, &events);
+                    entry.events = events;
+                    entry.redone = true;
+                    if entry.released.is_empty() && entry.events.is_empty() {
+                        entry.ack.send(Ok(Ok(Decided {
+                            events: Vec::new(),
+                            position: self.position,
+                        })));
+                    } else {
+                        self.pending.push(entry);
+                    }
+                }
+                Err(rejection) => entry.ack.send(Ok(Err(rejection))),
+            }
+        }
+        self.working = working;
+        (self.publish)(&self.working);
+    }
+
+    async fn reload(&mut self) -> Result<(), StoreError> {
+        self.catch_up().await?;
+        self.stale = false;
+        let pending = std::mem::take(&mut self.pending);
+        self.redo(pending);
+        Ok(())
+    }
+
+    fn execute(
+        &mut self,
+        myself: &ActorRef<PipelineMsg<D>>,
+        command: D::Command,
+        meta: CommandMeta,
+        ack: Ack<D>,
+        defer: Defer,
+    ) {
+        let now = self.clock.now();
+        let events = match D::decide(&self.working, &command, now) {
+            Ok(events) => events,
+            Err(rejection) => return ack.send(Ok(Err(rejection))),
+        };
+        let working = std::mem::take(&mut self.working);
+        self.working = D::fold(working, &events);
+        (self.publish)(&self.working);
+        let released = match defer {
+            Defer::Hold(key) => {
+                let reply = Decided {
+                    events: events.clone(),
+                    position: None,
+                };
+                self.held.insert(key, (meta, events));
+                return ack.send(Ok(Ok(reply)));
+            }
+            Defer::With(key) => self.held.remove(&key).map(|(_, e)| e).unwrap_or_default(),
+            Defer::No => Vec::new(),
+        };
+        if released.is_empty() && events.is_empty() {
+            return ack.send(Ok(Ok(Decided {
+                events,
+                position: self.position,
+            })));
+        }
+        let ack = match ack {
+            Ack::Decided(port) => {
+                let mut all = released.clone();
+                all.extend(events.iter().cloned());
+                let _ = port.send(Ok(Ok(Decided {
+                    events: all,
+                    position: None,
+                })));
+                Ack::None
+            }
+            other => other,
+        };
+        self.pending.push(Entry {
+            command,
+            meta,
+            released,
+            events,
+            ack,
+            redone: false,
+        });
+        self.flush(myself);
+    }
+
+    /// Sends the pending batch if nothing is in flight.
+    fn flush(&mut self, myself: &ActorRef<PipelineMsg<D>>) {
+        if self.in_flight.is_some() || self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let mut records = Vec::new();
+        for entry in &batch {
+            for event in entry.released.iter().chain(&entry.events) {
+                match event.to_new_event() {
+                    Ok(mut record) => {
+                        record.correlation_id = entry.meta.correlation_id;
+                        record.causation_id = entry.meta.causation_id;
+                        records.push(record);
+                    }
+                    Err(error) => {
+                        // A payload that does not encode is a bug in an event type;
+                        // fail the batch and rebuild from the log.
+                        tracing::error!(stream = %self.stream, %error, "event does not encode");
+                        let error = StoreError::from(error);
+                        for entry in batch {
+                            entry.ack.send(Err(duplicate(&error).into()));
+                        }
+                        self.stale = true;
+                        return;
+                    }
+                }
+            }
+        }
+        let store = Arc::clone(&self.store);
+        let stream = self.stream.clone();
+        let expected = ExpectedRevision::after(self.revision);
+        let myself = myself.clone();
+        self.in_flight = Some(batch);
+        tokio::spawn(async move {
+            let result = store.append(&stream, expected, records).await;
+            // The actor may have stopped (shutdown); the append stands either way.
+            let _ = myself.cast(PipelineMsg::Appended(result));
+        });
+    }
+
+    async fn appended(
+        &mut self,
+        myself: &ActorRef<PipelineMsg<D>>,
+        result: Result<AppendResult, StoreError>,
+    ) {
+        let Some(batch) = self.in_flight.take() else {
+            return;
+        };
+        match result {
+            Ok(append) => {
+                for entry in &batch {
+                    let state = std::mem::take(&mut self.durable);
+                    let state = D::fold(state, &entry.released);
+                    self.durable = D::fold(state, &entry.events);
+                }
+                self.revision = Some(append.last_revision);
+                self.position = Some(append.position);
+                for entry in batch {
+                    let mut events = entry.released;
+                    events.extend(entry.events);
+                    entry.ack.send(Ok(Ok(Decided {
+                        events,
+                        position: Some(append.position),
+                    })));
+                }
+            }
+            Err(StoreError::WrongExpectedRevision { actual, .. }) => {
+                tracing::debug!(stream = %self.stream, known = ?self.revision, ?actual,
+                    "append conflict: reloading the stream and deciding again");
+                let mut entries = batch;
+                entries.append(&mut self.pending);
+                match self.catch_up().await {
+                    Ok(()) => self.redo(entries),
+                    Err(error) => self.fail_all(entries, &error),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(stream = %self.stream, %error, "append failed; reloading from the log");
+                for entry in batch {
+                    entry.ack.send(Err(duplicate(&error).into()));
+                }
+                // What was decided after the failed batch rests on it: decide again
+                // on the log's truth.
+                self.stale = true;
+                if let Err(error) = self.reload().await {
+                    let pending = std::mem::take(&mut self.pending);
+                    self.fail_all(pending, &error);
+                }
+            }
+        }
+        self.flush(myself);
+        self.notify_drained();
+    }
+
+    fn notify_drained(&mut self) {
+        if self.in_flight.is_none() && self.pending.is_empty() {
+            for waiter in self.drain_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    fn fail_all(&mut self, entries: Vec<Entry<D>>, error: &StoreError) {
+        for entry in entries {
+            entry.ack.send(Err(duplicate(error).into()));
+        }
+        self.stale = true;
+        self.working = self.durable.clone();
+        for (_, events) in self.held.values() {
+            self.working = D::fold(std::mem::take(&mut self.working), events);
+        }
+        (self.publish)(&self.working);
+    }
+}
+
+#[ractor::async_trait]
+impl<D> Actor for Pipelined<D>
+where
+    D: Decider,
+    D::Command: Clone,
+    D::Event: Clone,
+{
+    type Msg = PipelineMsg<D>;
+    type State = PipelineState<D>;
+    type Arguments = PipelineArgs<D>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: PipelineArgs<D>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = PipelineState {
+            stream: D::stream_name(&args.id),
+            id: args.id,
+            store: args.store,
+            clock: args.clock,
+            publish: args.publish,
+            durable: D::State::default(),
+            revision: None,
+            position: None,
+            working: D::State::default(),
+            held: HashMap::new(),
+            pending: Vec::new(),
+            in_flight: None,
+            drain_waiters: Vec::new(),
+            stale: true,
+        };
+        // Hot aggregates are started once, at daemon start: load now so the
+        // published view is right before the first request.
+        if let Err(error) = state.reload().await {
+            tracing::warn!(id = %state.id, %error, "loading the stream failed; will retry on the next command");
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PipelineMsg::Execute {
+                command,
+                meta,
+                ack,
+                defer,
+            } => {
+                if state.stale && state.in_flight.is_none() {
+                    if let Err(error) = state.reload().await {
+                        ack.send(Err(error.into()));
+                        return Ok(());
+                    }
+                }
+                state.execute(&myself, command, meta, ack, defer);
+            }
+            PipelineMsg::Appended(result) => state.appended(&myself, result).await,
+            PipelineMsg::Drain(reply) => {
+                state.drain_waiters.push(reply);
+                state.notify_drained();
+            }
+            PipelineMsg::GetState(reply) => {
+                let _ = reply.send(Ok(Versioned {
+                    state: state.durable.clone(),
+                    revision: state.revision,
+                    position: state.position,
+                }));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A handle to a running [`Pipelined`] actor.
+pub struct PipelineHandle<D: Decider> {
+    actor: ActorRef<PipelineMsg<D>>,
+    timeout: Duration,
+}
+
+impl<D: Decider> Clone for PipelineHandle<D> {
+    fn clone(&self) -> Self {
+        PipelineHandle {
+            actor: self.actor.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl<D> PipelineHandle<D>
+where
+    D: Decider,
+    D::Command: Clone,
+    D::Event: Clone,
+{
+    /// Spawns the actor (it loads its stream before this returns).
+    pub async fn start(
+        args: PipelineArgs<D>,
+        timeout: Duration,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), CommandError> {
+        let id = args.id.clone();
+        let (actor, join) = Actor::spawn(None, Pipelined::<D>::new(), args)
+            .await
+            .map_err(|error| CommandError::Unavailable {
+                id: id.clone(),
+                reason: error.to_string(),
+            })?;
+        Ok((PipelineHandle { actor, timeout }, join))
+    }
+
+    /// Runs `command` and waits for the reply `ack` asks for (`durable` or not).
+    pub async fn call(
+        &self,
+        command: D::Command,
+        meta: CommandMeta,
+        durable: bool,
+        defer: Defer,
+    ) -> PipelineReply<D> {
+        let called = self
+            .actor
+            .call(
+                |port| PipelineMsg::Execute {
+                    command,
+                    meta,
+                    ack: if durable {
+                        Ack::Durable(port)
+                    } else {
+                        Ack::Decided(port)
+                    },
+                    defer,
+                },
+                Some(self.timeout),
+            )
+            .await;
+        flatten_call("", called.map_err(|e| e.to_string()), self.timeout)?
+    }
+
+    /// Sends `command` without waiting for anything.
+    pub fn cast(&self, command: D::Command, meta: CommandMeta, defer: Defer) {
+        if let Err(error) = self.actor.cast(PipelineMsg::Execute {
+            command,
+            meta,
+            ack: Ack::None,
+            defer,
+        }) {
+            tracing::warn!(%error, "pipelined actor is gone; command dropped");
+        }
+    }
+
+    /// The durable state and its revision.
+    pub async fn state(&self) -> Result<Versioned<D::State>, CommandError> {
+        let called = self
+            .actor
+            .call(PipelineMsg::GetState, Some(self.timeout))
+            .await;
+        flatten_call("", called.map_err(|e| e.to_string()), self.timeout)?
+    }
+
+    /// Waits until every command sent so far is durable (or failed), then stops
+    /// the actor.
+    pub async fn shutdown(&self) {
+        let drained = self
+            .actor
+            .call(PipelineMsg::Drain, Some(self.timeout))
+            .await;
+        if !matches!(drained, Ok(ractor::rpc::CallResult::Success(()))) {
+            tracing::warn!("pipelined actor did not drain before shutdown");
+        }
+        self.actor.stop(None);
+    }
+}

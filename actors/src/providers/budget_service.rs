@@ -1,0 +1,454 @@
+//! The budget actor of one provider, and the snapshot it publishes.
+//!
+//! The actor is a [`Pipelined`](crate::pipeline) [`Budget`] decider: reservations
+//! are decided one at a time against a state that holds every earlier one, so
+//! however many requests arrive at once, at most as many reservations are granted
+//! as the budget affords; many of them share one fsync.
+//!
+//! Two durability modes (`gateway.reservations`):
+//! - [`ReservationMode::Strict`]: the reservation is durable before the caller
+//!   hears "reserved" (and so before the provider is called). After a crash every
+//!   reservation without a commit or release still counts as spent, so even a crash
+//!   cannot lead to overspending.
+//! - [`ReservationMode::Fast`]: the reservation is decided in the actor's memory
+//!   and made durable together with its commit or release (one append, off the
+//!   request path). No overspending while the process runs; a crash forgets the
+//!   reservations in flight (their calls' costs are then missing from the log).
+//!
+//! In both modes commits and releases are sent without waiting: the client's
+//! response never waits for the commit's fsync.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tutorlog_schemas::events::BudgetExceeded;
+use tutorlog_store::EventStore;
+use uuid::Uuid;
+
+use super::budget::{period_of, Budget, BudgetCommand, Limits, PeriodTotals};
+use crate::aggregate::{CommandError, CommandMeta};
+use crate::clock::Clock;
+use crate::pipeline::{Defer, PipelineArgs, PipelineHandle};
+
+/// When a reservation becomes durable (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationMode {
+    /// Durable before the provider is called.
+    Strict,
+    /// Durable with the commit.
+    Fast,
+}
+
+impl ReservationMode {
+    /// Parses `strict` / `fast`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "strict" => Some(ReservationMode::Strict),
+            "fast" => Some(ReservationMode::Fast),
+            _ => None,
+        }
+    }
+}
+
+/// The budget as last decided, for reads that must not wait for the actor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BudgetSnapshot {
+    /// The period the totals are for (the month of the last decision).
+    pub period: String,
+    /// Limits in force.
+    pub limits: Limits,
+    /// That period's totals.
+    pub totals: PeriodTotals,
+    /// Left under the monthly limit; `None` for a free provider.
+    pub remaining_micros: Option<u64>,
+    /// Open reservations (all periods).
+    pub open_reservations: usize,
+}
+
+impl BudgetSnapshot {
+    /// Whether a call estimated at `estimate_micros` would get a reservation now.
+    pub fn can_afford(&self, estimate_micros: u64) -> bool {
+        let per_request_ok = self.limits.per_request_micros == 0
+            || estimate_micros <= self.limits.per_request_micros;
+        per_request_ok
+            && self
+                .remaining_micros
+                .is_none_or(|left| estimate_micros <= left)
+    }
+}
+
+/// A reservation request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReservationRequest {
+    /// The gateway request.
+    pub request_id: Uuid,
+    /// Model to be called.
+    pub model: String,
+    /// Upper bound of the call's cost, micro-USD.
+    pub estimate_micros: u64,
+    /// Attributed user.
+    pub user_id: Option<String>,
+    /// Session.
+    pub session_id: Option<String>,
+}
+
+/// The answer to a reservation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reservation {
+    /// Reserved; in strict mode also durable, at this log position.
+    Reserved {
+        /// Where the reservation landed (`None` in fast mode).
+        position: Option<u64>,
+    },
+    /// Refused: it did not fit.
+    Exceeded(BudgetExceeded),
+}
+
+/// Why a budget could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetError {
+    /// The actor or the log failed.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// A reservation with this request id is already open (a caller bug).
+    #[error(transparent)]
+    Rejected(#[from] super::budget::BudgetRejection),
+}
+
+/// A running budget actor and its published snapshot.
+#[derive(Clone)]
+pub struct BudgetHandle {
+    provider: String,
+    mode: ReservationMode,
+    actor: PipelineHandle<Budget>,
+    snapshot: Arc<ArcSwap<BudgetSnapshot>>,
+}
+
+impl std::fmt::Debug for BudgetHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BudgetHandle")
+            .field("provider", &self.provider)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl BudgetHandle {
+    /// Starts the budget actor of `provider` (stream `budget-{provider}`), loads
+    /// its stream and records `limits` if they changed.
+    pub async fn start(
+        provider: &str,
+        limits: Limits,
+        mode: ReservationMode,
+        store: Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+        timeout: Duration,
+    ) -> Result<BudgetHandle, CommandError> {
+        let snapshot = Arc::new(ArcSwap::from_pointee(BudgetSnapshot::default()));
+        let published = Arc::clone(&snapshot);
+        let publish_clock = Arc::clone(&clock);
+        let publish = Arc::new(move |state: &super::budget::BudgetState| {
+            let period = period_of(publish_clock.now());
+            published.store(Arc::new(BudgetSnapshot {
+                totals: state.totals(&period),
+                remaining_micros: state.remaining(&period),
+                limits: state.limits.unwrap_or_default(),
+                open_reservations: state.open.len(),
+                period,
+            }));
+        });
+        let (actor, _join) = PipelineHandle::start(
+            PipelineArgs {
+                id: provider.to_owned(),
+                store,
+                clock,
+                publish,
+            },
+            timeout,
+        )
+        .await?;
+        let handle = BudgetHandle {
+            provider: provider.to_owned(),
+            mode,
+            actor,
+            snapshot,
+        };
+        handle.set_limits(limits).await?;
+        Ok(handle)
+    }
+
+    /// The provider this budget belongs to.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The durability mode.
+    pub fn mode(&self) -> ReservationMode {
+        self.mode
+    }
+
+    /// The budget as last decided (no waiting).
+    pub fn snapshot(&self) -> Arc<BudgetSnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Records new limits (durable before it returns; a no-op when unchanged).
+    pub async fn set_limits(&self, limits: Limits) -> Result<(), CommandError> {
+        match self
+            .actor
+            .call(
+                BudgetCommand::SetLimits(limits),
+                CommandMeta::default(),
+                true,
+                Defer::No,
+            )
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(rejection) => Err(CommandError::Unavailable {
+                id: self.provider.clone(),
+                reason: rejection.to_string(),
+            }),
+        }
+    }
+
+    /// Sets aside the estimate for a call (see the module docs for when it is
+    /// durable).
+    pub async fn reserve(&self, request: ReservationRequest) -> Result<Reservation, BudgetError> {
+        let meta = CommandMeta {
+            correlation_id: Some(request.request_id),
+            causation_id: None,
+        };
+        let key = request.request_id;
+        let (durable, defer) = match self.mode {
+            ReservationMode::Strict => (true, Defer::No),
+            ReservationMode::Fast => (false, Defer::Hold(key)),
+        };
+        let command = BudgetCommand::Reserve {
+            request_id: request.request_id,
+            model: request.model,
+            estimate_micros: request.estimate_micros,
+            user_id: request.user_id,
+            session_id: request.session_id,
+        };
+        let decided = self.actor.call(command, meta, durable, defer).await??;
+        if let Some(exceeded) = Budget::refusal(&decided.events) {
+            return Ok(Reservation::Exceeded(exceeded.clone()));
+        }
+        Ok(Reservation::Reserved {
+            position: decided.position,
+        })
+    }
+
+    /// Charges the actual cost (sent without waiting).
+    pub fn commit(
+        &self,
+        request_id: Uuid,
+        actual_micros: u64,
+        input_tokens: u64,
+        output_tokens: u64,
+        price_version: &str,
+    ) {
+        self.actor.cast(
+            BudgetCommand::Commit {
+                request_id,
+                actual_micros,
+                input_tokens,
+                output_tokens,
+                price_version: price_version.to_owned(),
+            },
+            CommandMeta {
+                correlation_id: Some(request_id),
+                causation_id: None,
+            },
+            Defer::With(request_id),
+        );
+    }
+
+    /// Gives the reservation back (sent without waiting).
+    pub fn release(&self, request_id: Uuid, reason: &str) {
+        self.actor.cast(
+            BudgetCommand::Release {
+                request_id,
+                reason: reason.to_owned(),
+            },
+            CommandMeta {
+                correlation_id: Some(request_id),
+                causation_id: None,
+            },
+            Defer::With(request_id),
+        );
+    }
+
+    /// The durable budget state (waits for the actor; for tests and admin).
+    pub async fn durable_state(
+        &self,
+    ) -> Result<crate::aggregate::Versioned<super::budget::BudgetState>, CommandError> {
+        self.actor.state().await
+    }
+
+    /// Waits until every command sent so far is durable, then stops the actor.
+    pub async fn shutdown(&self) {
+        self.actor.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tutorlog_store::{EmbeddedStore, EventStore};
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::decider::reference_time;
+
+    async fn budget(
+        dir: &std::path::Path,
+        mode: ReservationMode,
+        monthly: u64,
+    ) -> (BudgetHandle, Arc<dyn EventStore>) {
+        let store: Arc<dyn EventStore> = Arc::new(EmbeddedStore::open(dir).expect("open"));
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
+        let handle = BudgetHandle::start(
+            "p",
+            Limits {
+                monthly_micros: monthly,
+                per_request_micros: 0,
+            },
+            mode,
+            Arc::clone(&store),
+            clock,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("start");
+        (handle, store)
+    }
+
+    fn request(id: u128, estimate: u64) -> ReservationRequest {
+        ReservationRequest {
+            request_id: Uuid::from_u128(id),
+            model: "m".into(),
+            estimate_micros: estimate,
+            user_id: None,
+            session_id: None,
+        }
+    }
+
+    async fn race(handle: &BudgetHandle, n: u128, estimate: u64) -> usize {
+        let mut tasks = Vec::new();
+        for id in 0..n {
+            let handle = handle.clone();
+            tasks.push(tokio::spawn(async move {
+                handle.reserve(request(id, estimate)).await
+            }));
+        }
+        let mut reserved = 0;
+        for task in tasks {
+            match task.await.expect("task").expect("reserve") {
+                Reservation::Reserved { .. } => reserved += 1,
+                Reservation::Exceeded(_) => {}
+            }
+        }
+        reserved
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_reservations_never_exceed_what_the_budget_affords() {
+        for mode in [ReservationMode::Strict, ReservationMode::Fast] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (handle, store) = budget(dir.path(), mode, 20_000).await;
+            assert_eq!(race(&handle, 500, 1_000).await, 20, "{mode:?}");
+            let snapshot = handle.snapshot();
+            assert_eq!(snapshot.remaining_micros, Some(0));
+            assert_eq!(snapshot.totals.exceeded, 480);
+            // Commit them all at half the estimate: the freed money is usable again.
+            for id in 0..500u128 {
+                handle.commit(Uuid::from_u128(id), 500, 1, 1, "p1");
+            }
+            handle.shutdown().await;
+            // Reopen from the log: the durable state agrees.
+            drop(handle);
+            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
+            let reopened = BudgetHandle::start(
+                "p",
+                Limits {
+                    monthly_micros: 20_000,
+                    per_request_micros: 0,
+                },
+                mode,
+                Arc::clone(&store),
+                clock,
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("restart");
+            let snapshot = reopened.snapshot();
+            assert_eq!(snapshot.totals.committed_micros, 10_000, "{mode:?}");
+            assert_eq!(snapshot.totals.reserved_micros, 0);
+            assert_eq!(snapshot.remaining_micros, Some(10_000));
+            assert_eq!(snapshot.open_reservations, 0);
+            reopened.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn strict_reservations_survive_a_restart_as_spent_and_fast_ones_do_not() {
+        for (mode, open_after) in [(ReservationMode::Strict, 1), (ReservationMode::Fast, 0)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (handle, store) = budget(dir.path(), mode, 10_000).await;
+            let answer = handle.reserve(request(1, 4_000)).await.expect("reserve");
+            match (mode, answer) {
+                (ReservationMode::Strict, Reservation::Reserved { position }) => {
+                    assert!(position.is_some(), "strict reservations are durable")
+                }
+                (ReservationMode::Fast, Reservation::Reserved { position }) => {
+                    assert!(position.is_none())
+                }
+                (_, other) => panic!("unexpected {other:?}"),
+            }
+            // "Crash": no commit, a new actor on the same log.
+            handle.shutdown().await;
+            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
+            let after = BudgetHandle::start(
+                "p",
+                Limits {
+                    monthly_micros: 10_000,
+                    per_request_micros: 0,
+                },
+                mode,
+                store,
+                clock,
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("restart");
+            assert_eq!(after.snapshot().open_reservations, open_after, "{mode:?}");
+            after.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn fast_mode_appends_the_reservation_with_its_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (handle, store) = budget(dir.path(), ReservationMode::Fast, 10_000).await;
+        let before = store.stream_revision("budget-p").await.expect("revision");
+        handle.reserve(request(7, 4_000)).await.expect("reserve");
+        assert_eq!(handle.snapshot().remaining_micros, Some(6_000));
+        assert_eq!(
+            store.stream_revision("budget-p").await.expect("rev"),
+            before
+        );
+        handle.commit(Uuid::from_u128(7), 1_000, 3, 4, "p1");
+        handle.shutdown().await;
+        let events = store
+            .read_stream("budget-p", before.map_or(0, |r| r + 1), 10)
+            .await
+            .expect("read");
+        let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["budget.reserved", "budget.committed"]);
+        assert!(events
+            .iter()
+            .all(|e| e.correlation_id == Some(Uuid::from_u128(7))));
+    }
+}
