@@ -17,6 +17,7 @@
 pub mod aggregate;
 pub mod algo_registry;
 pub mod algorithms;
+pub mod benchmarks;
 pub mod clock;
 pub mod content;
 pub mod decider;
