@@ -180,6 +180,20 @@ pub struct GatewayConfig {
     /// `strict`: a reservation is durable before the provider is called;
     /// `fast`: durable with the commit.
     pub reservations: String,
+    /// `max_tokens` sent to the provider when the client sets none; it bounds the
+    /// cost estimate a call reserves.
+    pub default_max_tokens: u32,
+    /// Largest `max_tokens` a client may ask for.
+    pub max_tokens_limit: u32,
+    /// Record each call's messages and answer text in `execution.recorded` (for
+    /// audits and `export dataset`); off keeps only metadata in the log.
+    pub record_content: bool,
+    /// A session keeps its provider (session continuity) for this long after its
+    /// last call.
+    pub session_ttl_secs: u64,
+    /// Run the benchmark suite every this many hours (1–12); 0 = only on demand
+    /// (`POST /api/v1/admin/run-benchmarks`).
+    pub benchmark_every_hours: u64,
 }
 
 impl Default for GatewayConfig {
@@ -187,6 +201,11 @@ impl Default for GatewayConfig {
         GatewayConfig {
             api_keys: Vec::new(),
             reservations: "strict".into(),
+            default_max_tokens: 1024,
+            max_tokens_limit: 32_768,
+            record_content: true,
+            session_ttl_secs: 3600,
+            benchmark_every_hours: 0,
         }
     }
 }
@@ -389,6 +408,20 @@ impl Config {
                     "must be \"strict\" or \"fast\", got {:?}",
                     self.gateway.reservations
                 ),
+            ));
+        }
+        let gateway = &self.gateway;
+        if gateway.default_max_tokens == 0 || gateway.default_max_tokens > gateway.max_tokens_limit
+        {
+            return Err(invalid(
+                "gateway.default_max_tokens",
+                "must be positive and at most gateway.max_tokens_limit",
+            ));
+        }
+        if gateway.benchmark_every_hours > 12 {
+            return Err(invalid(
+                "gateway.benchmark_every_hours",
+                "must be 0 (on demand only) or between 1 and 12",
             ));
         }
         for (i, key) in self.gateway.api_keys.iter().enumerate() {

@@ -587,16 +587,20 @@ where
         flatten_call("", called.map_err(|e| e.to_string()), self.timeout)?
     }
 
-    /// Waits until every command sent so far is durable (or failed), then stops
-    /// the actor.
-    pub async fn shutdown(&self) {
+    /// Waits until every command sent so far is durable (or failed).
+    pub async fn drain(&self) {
         let drained = self
             .actor
             .call(PipelineMsg::Drain, Some(self.timeout))
             .await;
         if !matches!(drained, Ok(ractor::rpc::CallResult::Success(()))) {
-            tracing::warn!("pipelined actor did not drain before shutdown");
+            tracing::warn!("pipelined actor did not drain in time");
         }
+    }
+
+    /// [`PipelineHandle::drain`], then stops the actor.
+    pub async fn shutdown(&self) {
+        self.drain().await;
         self.actor.stop(None);
     }
 }

@@ -8,4 +8,5 @@
 //!   its answer back into [`types::ChatResponse`] / [`types::StreamEvent`]s.
 
 pub mod adapters;
+pub mod service;
 pub mod types;

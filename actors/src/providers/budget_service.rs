@@ -288,6 +288,11 @@ impl BudgetHandle {
         self.actor.state().await
     }
 
+    /// Waits until every command sent so far is durable.
+    pub async fn flush(&self) {
+        self.actor.drain().await;
+    }
+
     /// Waits until every command sent so far is durable, then stops the actor.
     pub async fn shutdown(&self) {
         self.actor.shutdown().await;

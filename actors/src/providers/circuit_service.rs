@@ -191,6 +191,11 @@ impl CircuitHandle {
         self.actor.state().await
     }
 
+    /// Waits until every command sent so far is durable.
+    pub async fn flush(&self) {
+        self.actor.drain().await;
+    }
+
     /// Waits until every outcome sent so far is durable, then stops the actor.
     pub async fn shutdown(&self) {
         self.actor.shutdown().await;

@@ -5,8 +5,10 @@
 //! be recorded in `provider.selected`.
 //!
 //! Rules, in order:
-//! 1. A candidate is **eligible** if its circuit allows a call now and its budget
-//!    can afford the request's estimate. Ineligible candidates are listed with why.
+//! 1. A candidate is **eligible** if its circuit allows a call now. Ineligible
+//!    candidates are listed with why. Candidates whose budget snapshot says it
+//!    cannot afford the estimate stay eligible but go after all others: the
+//!    snapshot may lag commits in flight, and only the reservation itself decides.
 //! 2. A **pinned** request (`provider/model`, or a model only one provider serves)
 //!    considers only the pinned candidates.
 //! 3. **Session continuity**: if the session's last provider is eligible and the
@@ -107,7 +109,10 @@ pub fn route(request: RouteRequest<'_>, candidates: &[CandidateInput]) -> RouteD
             let (eligible, reason) = if !c.circuit_allows {
                 (false, format!("circuit {}", c.circuit_phase))
             } else if !c.affordable {
-                (false, "budget cannot afford the estimate".to_owned())
+                (
+                    true,
+                    "budget may not afford the estimate: tried last".to_owned(),
+                )
             } else {
                 (
                     true,
@@ -126,6 +131,7 @@ pub fn route(request: RouteRequest<'_>, candidates: &[CandidateInput]) -> RouteD
     scored.sort_by(|a, b| {
         let (ca, cb) = (&candidates[a.0], &candidates[b.0]);
         b.2.cmp(&a.2)
+            .then(cb.affordable.cmp(&ca.affordable))
             .then(b.1.total_cmp(&a.1))
             .then(ca.priority.cmp(&cb.priority))
             .then(ca.provider.cmp(&cb.provider))
@@ -256,24 +262,21 @@ mod tests {
     }
 
     #[test]
-    fn open_circuits_and_empty_budgets_are_listed_but_never_tried() {
+    fn open_circuits_are_never_tried_and_empty_budgets_are_tried_last() {
         let mut open = candidate("open", 1);
         open.circuit_allows = false;
         open.circuit_phase = "open";
         let mut broke = candidate("broke", 1);
         broke.affordable = false;
+        broke.quality = Some(100.0);
         let input = [open, broke, candidate("ok", 9)];
         let decision = route(request("general"), &input);
-        assert_eq!(names(&decision, &input), ["ok"]);
+        assert_eq!(names(&decision, &input), ["ok", "broke"]);
         assert_eq!(decision.candidates.len(), 3);
-        assert!(decision.candidates[0].eligible);
-        assert!(decision.candidates[1..]
-            .iter()
-            .all(|c| !c.eligible && !c.reason.is_empty()));
-        assert!(decision
-            .candidates
-            .iter()
-            .any(|c| c.reason == "circuit open"));
+        assert!(decision.candidates[..2].iter().all(|c| c.eligible));
+        assert!(!decision.candidates[2].eligible);
+        assert_eq!(decision.candidates[2].reason, "circuit open");
+        assert!(decision.candidates[1].reason.starts_with("budget"));
     }
 
     #[test]

@@ -1,0 +1,456 @@
+//! Gateway call-path tests with scripted adapters on the in-memory log.
+
+use std::collections::VecDeque;
+
+use async_trait::async_trait;
+use tutorlog_actors::SystemClock;
+use tutorlog_schemas::Envelope;
+use tutorlog_store::MemoryStore;
+
+use super::*;
+use crate::config::{CircuitConfig, ModelConfig};
+
+/// An adapter that answers from a script, then with its default.
+#[derive(Debug)]
+struct Scripted {
+    script: Mutex<VecDeque<Result<ChatResponse, ProviderError>>>,
+    fallback: Result<ChatResponse, ProviderError>,
+    calls: AtomicU64,
+}
+
+impl Scripted {
+    fn ok(tokens: (u64, u64)) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            script: Mutex::new(VecDeque::new()),
+            fallback: Ok(response("fine", tokens)),
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    fn failing(kind: ErrorKind) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            script: Mutex::new(VecDeque::new()),
+            fallback: Err(ProviderError::new(kind, "scripted failure")),
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn next(&self) -> Result<ChatResponse, ProviderError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.script
+            .lock()
+            .pop_front()
+            .unwrap_or_else(|| self.fallback.clone())
+    }
+}
+
+fn response(text: &str, (input, output): (u64, u64)) -> ChatResponse {
+    ChatResponse {
+        model: "m".into(),
+        content: text.into(),
+        finish_reason: Some("stop".into()),
+        usage: Some(Usage {
+            input_tokens: input,
+            output_tokens: output,
+        }),
+    }
+}
+
+#[async_trait]
+impl Adapter for Scripted {
+    async fn complete(
+        &self,
+        _request: &ChatRequest,
+        _timeout: Duration,
+    ) -> Result<ChatResponse, ProviderError> {
+        self.next()
+    }
+
+    async fn stream(
+        &self,
+        _request: &ChatRequest,
+        _timeout: Duration,
+    ) -> Result<EventStream, ProviderError> {
+        let answer = self.next()?;
+        let mut events = vec![Ok(StreamEvent::Delta(answer.content.clone()))];
+        events.push(Ok(StreamEvent::Finish(answer.finish_reason.clone())));
+        if let Some(usage) = answer.usage {
+            events.push(Ok(StreamEvent::Usage(usage)));
+        }
+        Ok(Box::pin(futures::stream::iter(events)))
+    }
+}
+
+fn provider_config(name: &str, priority: u32, monthly_usd: f64) -> ProviderConfig {
+    ProviderConfig {
+        name: name.into(),
+        kind: "openai".into(),
+        base_url: "http://127.0.0.1:9".into(),
+        api_key_env: None,
+        priority,
+        timeout_ms: 1_000,
+        monthly_budget_usd: monthly_usd,
+        per_request_budget_usd: 0.0,
+        circuit: CircuitConfig::default(),
+        models: vec![ModelConfig {
+            name: format!("{name}-model"),
+            // 1 µ$ per input token, 2 µ$ per output token.
+            input_usd_per_mtok: 1.0,
+            output_usd_per_mtok: 2.0,
+        }],
+    }
+}
+
+fn options() -> GatewayOptions {
+    GatewayOptions {
+        mode: ReservationMode::Strict,
+        default_max_tokens: 100,
+        max_tokens_limit: 1_000,
+        record_content: true,
+        session_ttl: Duration::from_secs(60),
+    }
+}
+
+async fn start_gateway(
+    providers: Vec<(ProviderConfig, Arc<Scripted>)>,
+) -> (Gateway, Arc<dyn EventStore>) {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut runtimes = Vec::new();
+    for (config, adapter) in providers {
+        runtimes.push(Arc::new(
+            ProviderRuntime::start(&config, adapter, &options(), &store, &clock)
+                .await
+                .expect("provider starts"),
+        ));
+    }
+    (
+        Gateway::from_parts(runtimes, Arc::clone(&store), options()),
+        store,
+    )
+}
+
+fn user(text: &str) -> Vec<ChatMessage> {
+    vec![ChatMessage {
+        role: "user".into(),
+        content: text.into(),
+    }]
+}
+
+async fn request_events(store: &Arc<dyn EventStore>, id: Uuid) -> Vec<Event> {
+    store
+        .read_stream(&format!("request-{id}"), 0, 100)
+        .await
+        .expect("read")
+        .iter()
+        .map(|r| Envelope::decode(r).expect("decode").payload)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_call_is_priced_from_usage_committed_and_recorded() {
+    let adapter = Scripted::ok((10, 20));
+    let (gateway, store) =
+        start_gateway(vec![(provider_config("a", 1, 1.0), adapter.clone())]).await;
+    let call = Call::new(CallSource::OpenAi, "auto", user("hello"));
+    let id = call.request_id;
+    let answer = gateway.complete(call).await.expect("answer");
+    assert_eq!(answer.provider, "a");
+    assert_eq!(answer.cost_micros, 10 + 2 * 20);
+    gateway.flush().await;
+    let budget = gateway.providers()[0]
+        .budget
+        .durable_state()
+        .await
+        .expect("state")
+        .state;
+    let period = tutorlog_actors::providers::budget::period_of(chrono::Utc::now());
+    assert_eq!(budget.totals(&period).committed_micros, 50);
+    assert_eq!(budget.totals(&period).reserved_micros, 0);
+    let events = request_events(&store, id).await;
+    let types: Vec<_> = events.iter().map(Event::event_type).collect();
+    assert_eq!(
+        types,
+        [
+            "provider.selected",
+            "provider.query.started",
+            "execution.recorded"
+        ]
+    );
+    let Event::ExecutionRecorded(execution) = &events[2] else {
+        panic!("execution")
+    };
+    assert!(execution.success);
+    // The estimate bounded the actual cost: input bytes + framing, max_tokens out.
+    let estimate = input_tokens_upper_bound(&user("hello")) + 2 * 100;
+    assert_eq!(execution.cost_estimate_micros, estimate);
+    assert!(execution.cost_actual_micros <= execution.cost_estimate_micros);
+    assert_eq!(execution.response_text.as_deref(), Some("fine"));
+}
+
+#[tokio::test]
+async fn a_failing_provider_fails_over_to_the_next_and_a_bad_request_does_not() {
+    let broken = Scripted::failing(ErrorKind::Server);
+    let healthy = Scripted::ok((1, 1));
+    let (gateway, store) = start_gateway(vec![
+        (provider_config("broken", 1, 0.0), broken.clone()),
+        (provider_config("healthy", 2, 0.0), healthy.clone()),
+    ])
+    .await;
+    let call = Call::new(CallSource::OpenAi, "auto", user("hi"));
+    let id = call.request_id;
+    let answer = gateway.complete(call).await.expect("failover");
+    assert_eq!((answer.provider.as_str(), answer.attempts), ("healthy", 2));
+    gateway.flush().await;
+    let started = request_events(&store, id)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, Event::ProviderQueryStarted(_)))
+        .count();
+    assert_eq!(started, 2);
+
+    let refusing = Scripted::failing(ErrorKind::BadRequest);
+    let spare = Scripted::ok((1, 1));
+    let (gateway, _) = gateway_pair(refusing.clone(), spare.clone()).await;
+    let error = gateway
+        .complete(Call::new(CallSource::OpenAi, "auto", user("hi")))
+        .await
+        .expect_err("bad request");
+    assert!(
+        matches!(error, GatewayError::Provider { ref error, .. } if error.kind == ErrorKind::BadRequest)
+    );
+    assert_eq!(
+        spare.calls(),
+        0,
+        "a request no provider would take is not retried"
+    );
+}
+
+async fn gateway_pair(
+    first: Arc<Scripted>,
+    second: Arc<Scripted>,
+) -> (Gateway, Arc<dyn EventStore>) {
+    start_gateway(vec![
+        (provider_config("first", 1, 0.0), first),
+        (provider_config("second", 2, 0.0), second),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn five_failures_open_the_circuit_and_traffic_moves_on() {
+    let broken = Scripted::failing(ErrorKind::Timeout);
+    let healthy = Scripted::ok((1, 1));
+    let (gateway, _) = gateway_pair(broken.clone(), healthy.clone()).await;
+    // Pinned, so the router cannot steer around the failures.
+    for _ in 0..5 {
+        let error = gateway
+            .complete(Call::new(
+                CallSource::OpenAi,
+                "first/first-model",
+                user("hi"),
+            ))
+            .await
+            .expect_err("provider fails");
+        assert_eq!(gateway_error_code(&error), "provider_timeout");
+    }
+    // The circuit actor decides asynchronously; flush waits for it.
+    gateway.flush().await;
+    assert!(!gateway.providers()[0].circuit.allows());
+    let error = gateway
+        .complete(Call::new(
+            CallSource::OpenAi,
+            "first/first-model",
+            user("hi"),
+        ))
+        .await
+        .expect_err("circuit open");
+    assert_eq!(gateway_error_code(&error), "no_healthy_provider");
+    assert_eq!(broken.calls(), 5, "an open circuit sends nothing");
+    let answer = gateway
+        .complete(Call::new(CallSource::OpenAi, "auto", user("hi")))
+        .await
+        .expect("served");
+    assert_eq!(answer.provider, "second");
+    assert_eq!(broken.calls(), 5);
+}
+
+#[tokio::test]
+async fn an_exhausted_budget_is_402_and_a_free_provider_takes_over() {
+    // The estimate of "hi" is 13 input tokens + 100 output at 1 and 2 µ$: 213 µ$;
+    // each call actually costs 10 + 2·20 = 50 µ$. 300 µ$ afford two calls.
+    let dear = Scripted::ok((10, 20));
+    let (gateway, _) =
+        start_gateway(vec![(provider_config("dear", 1, 0.0003), dear.clone())]).await;
+    let first = gateway
+        .complete(Call::new(CallSource::OpenAi, "auto", user("hi")))
+        .await
+        .expect("first fits");
+    assert_eq!(first.cost_micros, 50);
+    // 250 left: the second fits, then 200 left < 213: the third does not.
+    gateway
+        .complete(Call::new(CallSource::OpenAi, "auto", user("hi")))
+        .await
+        .expect("second fits");
+    let error = gateway
+        .complete(Call::new(CallSource::OpenAi, "auto", user("hi")))
+        .await
+        .expect_err("exhausted");
+    assert!(matches!(error, GatewayError::BudgetExceeded(_)), "{error}");
+    assert_eq!(gateway_error_code(&error), "budget_exceeded");
+
+    let free = Scripted::ok((1, 1));
+    let (both, _) = start_gateway(vec![
+        (provider_config("dear", 1, 0.0001), Scripted::ok((10, 20))),
+        (provider_config("free", 2, 0.0), free.clone()),
+    ])
+    .await;
+    let answer = both
+        .complete(Call::new(CallSource::OpenAi, "auto", user("hi")))
+        .await
+        .expect("free provider serves");
+    assert_eq!(answer.provider, "free");
+}
+
+#[tokio::test]
+async fn models_resolve_pinned_bare_or_not_at_all() {
+    let (gateway, _) = gateway_pair(Scripted::ok((1, 1)), Scripted::ok((1, 1))).await;
+    let answer = gateway
+        .complete(Call::new(
+            CallSource::OpenAi,
+            "second/second-model",
+            user("hi"),
+        ))
+        .await
+        .expect("pinned");
+    assert_eq!(answer.provider, "second");
+    let answer = gateway
+        .complete(Call::new(CallSource::OpenAi, "second-model", user("hi")))
+        .await
+        .expect("bare");
+    assert_eq!(answer.provider, "second");
+    for unknown in ["nope", "second/nope", "third/x"] {
+        let error = gateway
+            .complete(Call::new(CallSource::OpenAi, unknown, user("hi")))
+            .await
+            .expect_err("unknown model");
+        assert!(
+            matches!(error, GatewayError::ModelNotFound(_)),
+            "{unknown}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field() {
+    let (gateway, _) = gateway_pair(Scripted::ok((1, 1)), Scripted::ok((1, 1))).await;
+    let cases = [
+        (
+            Call::new(CallSource::OpenAi, "auto", Vec::new()),
+            "messages",
+        ),
+        (
+            Call::new(
+                CallSource::OpenAi,
+                "auto",
+                vec![ChatMessage {
+                    role: "robot".into(),
+                    content: "x".into(),
+                }],
+            ),
+            "messages",
+        ),
+        (
+            Call {
+                max_tokens: Some(0),
+                ..Call::new(CallSource::OpenAi, "auto", user("hi"))
+            },
+            "max_tokens",
+        ),
+        (
+            Call {
+                max_tokens: Some(1_001),
+                ..Call::new(CallSource::OpenAi, "auto", user("hi"))
+            },
+            "max_tokens",
+        ),
+    ];
+    for (call, field) in cases {
+        match gateway.complete(call).await {
+            Err(GatewayError::BadRequest { field: got, .. }) => assert_eq!(got, field),
+            other => panic!("expected a bad request on {field}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_sticks_to_its_provider() {
+    let first = Scripted::ok((1, 1));
+    let second = Scripted::ok((1, 1));
+    let (gateway, _) = gateway_pair(first.clone(), second.clone()).await;
+    // Pin the first call to `second`; the session then stays there on `auto`.
+    let mut call = Call::new(
+        CallSource::Chat,
+        "second/second-model",
+        user("explain sorting code"),
+    );
+    call.session_id = Some("s1".into());
+    gateway.complete(call).await.expect("pinned");
+    for _ in 0..3 {
+        let mut call = Call::new(CallSource::Chat, "auto", user("and merge sort code?"));
+        call.session_id = Some("s1".into());
+        let answer = gateway.complete(call).await.expect("sticky");
+        assert_eq!(answer.provider, "second");
+    }
+    assert_eq!(first.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_stream_settles_at_its_end_and_a_dropped_one_still_commits() {
+    let adapter = Scripted::ok((3, 4));
+    let (gateway, store) = start_gateway(vec![(provider_config("a", 1, 1.0), adapter)]).await;
+    let call = Call::new(CallSource::OpenAi, "auto", user("stream please"));
+    let id = call.request_id;
+    let mut stream = gateway.stream(call).await.expect("stream");
+    let mut text = String::new();
+    while let Some(event) = stream.next().await {
+        if let StreamEvent::Delta(delta) = event.expect("event") {
+            text.push_str(&delta);
+        }
+    }
+    assert_eq!(text, "fine");
+    let dropped = Call::new(CallSource::OpenAi, "auto", user("never read"));
+    let dropped_id = dropped.request_id;
+    drop(gateway.stream(dropped).await.expect("stream"));
+    gateway.flush().await;
+    let period = tutorlog_actors::providers::budget::period_of(chrono::Utc::now());
+    let budget = gateway.providers()[0]
+        .budget
+        .durable_state()
+        .await
+        .expect("state")
+        .state;
+    let totals = budget.totals(&period);
+    assert_eq!(totals.reserved_micros, 0, "both reservations closed");
+    assert_eq!(totals.commits, 2);
+    for (request, streamed_ok) in [(id, true), (dropped_id, false)] {
+        let events = request_events(&store, request).await;
+        let Some(Event::ExecutionRecorded(execution)) = events.last() else {
+            panic!("no execution record for {request}")
+        };
+        assert!(execution.streamed);
+        assert_eq!(execution.success, streamed_ok);
+    }
+    // The client going away is not the provider's fault.
+    let circuit = gateway.providers()[0]
+        .circuit
+        .durable_state()
+        .await
+        .expect("state")
+        .state;
+    assert_eq!(circuit.failures, 0);
+}
