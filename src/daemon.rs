@@ -95,6 +95,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.learning.default_rounds,
     ));
 
+    let api_keys = crate::gateway::keys::ApiKeys::from_config(&config.gateway)?;
+    if api_keys.is_empty() && !config.providers.is_empty() {
+        tracing::warn!("gateway.api_keys is empty: /v1/* accepts requests without a key");
+    }
+    let gateway = if config.providers.is_empty() {
+        tracing::info!("no [[providers]] configured: the gateway answers 503 until one is added");
+        None
+    } else {
+        Some(
+            crate::gateway::service::Gateway::start(
+                &config,
+                Arc::clone(&shared),
+                Arc::clone(&clock),
+            )
+            .await
+            .context("starting the gateway")?,
+        )
+    };
+
     let batch_schedule = spawn_batch_schedule(
         Arc::clone(&shared),
         catalog.clone(),
@@ -117,6 +136,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         mastery: projections.mastery.clone(),
         algo_runs: projections.algo_runs.clone(),
         learning: Some(learning),
+        gateway: gateway.clone(),
+        api_keys,
     };
     tracing::info!(address = %local, "listening");
     // TCP_NODELAY: without it a keep-alive client waits on delayed ACKs (~40 ms).
@@ -135,6 +156,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopping: HTTP closed, stopping learner actors");
     learners.shutdown().await;
+    if let Some(gateway) = &gateway {
+        tracing::info!("settling gateway commits and records");
+        gateway.shutdown().await;
+    }
     tracing::info!("writing projection snapshots");
     projections.stop().await;
     handle.close();

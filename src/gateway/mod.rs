@@ -8,5 +8,6 @@
 //!   its answer back into [`types::ChatResponse`] / [`types::StreamEvent`]s.
 
 pub mod adapters;
+pub mod keys;
 pub mod service;
 pub mod types;

@@ -698,10 +698,7 @@ impl Gateway {
     }
 
     /// `(pinned, [(provider index, model, price)])` for a requested model.
-    fn resolve(
-        &self,
-        requested: &str,
-    ) -> Result<(bool, Vec<Resolved>), GatewayError> {
+    fn resolve(&self, requested: &str) -> Result<(bool, Vec<Resolved>), GatewayError> {
         let providers = &self.inner.providers;
         if requested.is_empty() || requested == "auto" {
             let all = providers

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod events;
+pub mod gateway;
 pub mod health;
 pub mod learning;
 
@@ -45,6 +46,10 @@ pub struct AppState {
     pub algo_runs: crate::views::AlgoRunsView,
     /// Training, challenges and the algorithm registry; `None` if not started.
     pub learning: Option<Arc<tutorlog_actors::learning::LearningService>>,
+    /// The LLM gateway; `None` when no provider is configured.
+    pub gateway: Option<crate::gateway::service::Gateway>,
+    /// Keys accepted on `/v1/*`.
+    pub api_keys: crate::gateway::keys::ApiKeys,
 }
 
 /// Builds the router with its limits.
@@ -82,6 +87,16 @@ pub fn router(state: AppState) -> Router {
             post(learning::admin_params),
         )
         .route("/api/v1/admin/algos/{key}/run", post(learning::admin_run))
+        .route("/v1/chat/completions", post(gateway::chat_completions))
+        .route("/v1/models", get(gateway::models))
+        .route("/api/v1/chat", post(gateway::chat))
+        .route("/api/v1/feedback", post(gateway::feedback))
+        .route("/api/v1/providers/select", post(gateway::select))
+        .route("/api/v1/providers/status", get(gateway::providers_status))
+        .route("/api/v1/providers/health", get(gateway::providers_health))
+        .route("/api/v1/provider-health", get(gateway::providers_health))
+        .route("/api/v1/budget/check", post(gateway::budget_check))
+        .route("/api/v1/budget/status", get(gateway::budget_status))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(body_limit))

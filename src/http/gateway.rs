@@ -1,0 +1,703 @@
+//! Gateway endpoints: the OpenAI-compatible `POST /v1/chat/completions` (JSON or
+//! SSE) and `GET /v1/models`, and the seed's provider endpoints under `/api/v1`.
+//!
+//! Status codes: 400 bad input (the message names the field), 401 a missing or
+//! wrong API key, 402 monthly budget exhausted, 404 unknown model, 429 above a
+//! per-request limit, 502 the provider failed, 503 no provider configured or
+//! healthy, 504 the provider timed out.
+
+use std::convert::Infallible;
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{
+        sse::{Event as SseEvent, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    Json,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tutorlog_schemas::events::{CallSource, Event, FeedbackRecorded};
+use tutorlog_schemas::NewEvent;
+use tutorlog_store::ExpectedRevision;
+use uuid::Uuid;
+
+use crate::{
+    gateway::{
+        keys::Caller,
+        service::{gateway_error_code, Call, Gateway, GatewayError},
+        types::{ChatMessage, StreamEvent},
+    },
+    http::{error::ApiError, learning::ApiJson, AppState},
+};
+
+/// Header carrying a session id for continuity on `/v1/chat/completions`.
+pub const SESSION_HEADER: &str = "x-tutorlog-session";
+/// Longest feedback comment, bytes.
+pub const COMMENT_BYTES_MAX: usize = 4096;
+
+fn gateway(state: &AppState) -> Result<&Gateway, ApiError> {
+    state.gateway.as_ref().ok_or_else(|| {
+        ApiError::unavailable(
+            "no_providers",
+            "the gateway has no providers: add a [[providers]] entry to the config file (see tutorlog.example.toml)",
+        )
+    })
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(error: GatewayError) -> Self {
+        let status = match &error {
+            GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
+            GatewayError::PerRequestLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::NoProviders
+            | GatewayError::NoHealthyProvider(_)
+            | GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Provider { error, .. }
+                if error.kind == tutorlog_schemas::events::ErrorKind::Timeout =>
+            {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            GatewayError::Provider { .. } => StatusCode::BAD_GATEWAY,
+        };
+        if matches!(error, GatewayError::Unavailable(_)) {
+            tracing::error!(%error, "gateway unavailable");
+        }
+        ApiError {
+            status,
+            code: gateway_error_code(&error),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Checks the gateway API key (`Authorization: Bearer <key>`).
+fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    state.api_keys.check(presented).ok_or_else(|| ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        code: "invalid_api_key",
+        message: "missing or unknown API key: send Authorization: Bearer <key> with a key from gateway.api_keys".into(),
+    })
+}
+
+/// Message content: a string, or OpenAI's list of parts (only text parts count).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// `[{"type": "text", "text": "..."}]`.
+    Parts(Vec<ContentPart>),
+}
+
+/// One content part.
+#[derive(Debug, Deserialize)]
+pub struct ContentPart {
+    /// `text` (others are refused).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text of a text part.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// One message of a chat request.
+#[derive(Debug, Deserialize)]
+pub struct RequestMessage {
+    /// `system`, `user`, `assistant` (or `developer`).
+    pub role: String,
+    /// The content.
+    pub content: Option<Content>,
+}
+
+/// `stop`: a string or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    /// One sequence.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// `stream_options`.
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    /// Send a final chunk with usage.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// Body of `POST /v1/chat/completions` (unknown OpenAI fields are ignored).
+#[derive(Debug, Deserialize)]
+pub struct ChatCompletionRequest {
+    /// `auto`, `provider/model` or a model name.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The conversation.
+    pub messages: Vec<RequestMessage>,
+    /// Most output tokens.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Newer name of `max_tokens`.
+    #[serde(default)]
+    pub max_completion_tokens: Option<u32>,
+    /// Temperature.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// Stop sequences.
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    /// Stream as server-sent events.
+    #[serde(default)]
+    pub stream: bool,
+    /// Streaming options.
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// End-user id (used for spend when the key has no user).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Number of choices; only 1 is supported.
+    #[serde(default)]
+    pub n: Option<u32>,
+}
+
+fn messages(request: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiError> {
+    request
+        .into_iter()
+        .enumerate()
+        .map(|(i, message)| {
+            let content = match message.content {
+                None => String::new(),
+                Some(Content::Text(text)) => text,
+                Some(Content::Parts(parts)) => {
+                    let mut text = String::new();
+                    for part in parts {
+                        if part.kind != "text" {
+                            return Err(ApiError::bad_request(format!(
+                                "messages[{i}].content: only text parts are supported, got {:?}",
+                                part.kind
+                            )));
+                        }
+                        text.push_str(part.text.as_deref().unwrap_or_default());
+                    }
+                    text
+                }
+            };
+            Ok(ChatMessage {
+                role: message.role,
+                content,
+            })
+        })
+        .collect()
+}
+
+fn limited(text: Option<String>, field: &str, max: usize) -> Result<Option<String>, ApiError> {
+    match text {
+        Some(t) if t.len() > max => Err(ApiError::bad_request(format!(
+            "{field}: at most {max} bytes"
+        ))),
+        other => Ok(other),
+    }
+}
+
+fn created() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let gateway = gateway(&state)?.clone();
+    if body.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::bad_request("n: only 1 is supported"));
+    }
+    let user_id = match caller {
+        Caller::Key {
+            user_id: Some(user),
+        } => Some(user),
+        _ => limited(body.user, "user", 128)?,
+    };
+    let session_id = headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let session_id = limited(session_id, SESSION_HEADER, 128)?;
+    let stop = match body.stop {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s],
+        Some(Stop::Many(v)) => v,
+    };
+    let call = Call {
+        request_id: Uuid::now_v7(),
+        source: CallSource::OpenAi,
+        model: body.model.unwrap_or_else(|| "auto".to_owned()),
+        messages: messages(body.messages)?,
+        max_tokens: body.max_completion_tokens.or(body.max_tokens),
+        temperature: body.temperature,
+        top_p: body.top_p,
+        stop,
+        user_id,
+        session_id,
+    };
+    if body.stream {
+        let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
+        return stream_completion(gateway, call, include_usage).await;
+    }
+    // Run the call in its own task: a client that hangs up does not cut the call
+    // between "provider answered" and "cost committed".
+    let answer = tokio::spawn(async move { gateway.complete(call).await })
+        .await
+        .map_err(|error| {
+            ApiError::unavailable("internal", format!("gateway task failed: {error}"))
+        })??;
+    let id = format!("chatcmpl-{}", answer.request_id.simple());
+    let body = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created(),
+        "model": format!("{}/{}", answer.provider, answer.model),
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": answer.content},
+            "finish_reason": answer.finish_reason.unwrap_or_else(|| "stop".into()),
+        }],
+        "usage": {
+            "prompt_tokens": answer.usage.input_tokens,
+            "completion_tokens": answer.usage.output_tokens,
+            "total_tokens": answer.usage.input_tokens + answer.usage.output_tokens,
+        },
+        "tutorlog": {
+            "request_id": answer.request_id,
+            "provider": answer.provider,
+            "category": answer.category,
+            "attempts": answer.attempts,
+            "cost_usd": answer.cost_micros as f64 / 1e6,
+        },
+    });
+    let mut response = Json(body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&answer.request_id.to_string()) {
+        response
+            .headers_mut()
+            .insert("x-tutorlog-request-id", value);
+    }
+    Ok(response)
+}
+
+async fn stream_completion(
+    gateway: Gateway,
+    call: Call,
+    include_usage: bool,
+) -> Result<Response, ApiError> {
+    let answer = gateway.stream(call).await?;
+    let id = format!("chatcmpl-{}", answer.request_id().simple());
+    let model = format!("{}/{}", answer.provider(), answer.model());
+    let created = created();
+    let request_id = answer.request_id();
+    let chunk = move |delta: Value, finish: Option<String>| {
+        json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        })
+    };
+    struct Streaming<F> {
+        answer: crate::gateway::service::AnswerStream,
+        chunk: F,
+        first: bool,
+        /// Events to send before reading on; `done` once the last is queued.
+        queue: std::collections::VecDeque<String>,
+        done: bool,
+        finish: Option<String>,
+        usage: Option<crate::gateway::types::Usage>,
+        include_usage: bool,
+    }
+    let start = Streaming {
+        answer,
+        chunk,
+        first: true,
+        queue: std::collections::VecDeque::new(),
+        done: false,
+        finish: None,
+        usage: None,
+        include_usage,
+    };
+    let events = futures::stream::unfold(start, |mut s| async move {
+        loop {
+            if let Some(data) = s.queue.pop_front() {
+                return Some((Ok::<_, Infallible>(SseEvent::default().data(data)), s));
+            }
+            if s.done {
+                return None;
+            }
+            match s.answer.next().await {
+                Some(Ok(StreamEvent::Delta(text))) => {
+                    let delta = if s.first {
+                        json!({"role": "assistant", "content": text})
+                    } else {
+                        json!({"content": text})
+                    };
+                    s.first = false;
+                    s.queue.push_back((s.chunk)(delta, None).to_string());
+                }
+                Some(Ok(StreamEvent::Finish(reason))) => s.finish = reason,
+                Some(Ok(StreamEvent::Usage(usage))) => s.usage = Some(usage),
+                Some(Err(error)) => {
+                    // OpenAI's clients raise on an `error` object in the stream.
+                    s.done = true;
+                    let body =
+                        json!({"error": {"code": "provider_error", "message": error.to_string()}});
+                    s.queue.push_back(body.to_string());
+                }
+                None => {
+                    s.done = true;
+                    let finish = s.finish.take().unwrap_or_else(|| "stop".into());
+                    s.queue
+                        .push_back((s.chunk)(json!({}), Some(finish)).to_string());
+                    if s.include_usage {
+                        let mut usage_chunk = (s.chunk)(json!({}), None);
+                        usage_chunk["choices"] = json!([]);
+                        let usage = s.usage.unwrap_or_default();
+                        usage_chunk["usage"] = json!({
+                            "prompt_tokens": usage.input_tokens,
+                            "completion_tokens": usage.output_tokens,
+                            "total_tokens": usage.input_tokens + usage.output_tokens,
+                        });
+                        s.queue.push_back(usage_chunk.to_string());
+                    }
+                    s.queue.push_back("[DONE]".to_owned());
+                }
+            }
+        }
+    });
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
+        response
+            .headers_mut()
+            .insert("x-tutorlog-request-id", value);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/models`: every `provider/model`, plus bare names.
+pub async fn models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    caller(&state, &headers)?;
+    let mut data = vec![json!({"id": "auto", "object": "model", "owned_by": "tutorlog"})];
+    if let Some(gateway) = &state.gateway {
+        for provider in gateway.providers() {
+            for model in &provider.models {
+                data.push(json!({
+                    "id": format!("{}/{}", provider.name, model.name),
+                    "object": "model",
+                    "owned_by": provider.name,
+                }));
+            }
+        }
+    }
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// Body of `POST /api/v1/chat`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatBody {
+    /// The learner or user.
+    pub user_id: Option<String>,
+    /// Session for continuity.
+    pub session_id: Option<String>,
+    /// The message.
+    pub message: String,
+    /// `auto` (default), `provider/model` or a model name.
+    pub model: Option<String>,
+    /// Most output tokens.
+    pub max_tokens: Option<u32>,
+}
+
+/// `POST /api/v1/chat`: a routed, session-aware single message (seed 003).
+pub async fn chat(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ChatBody>,
+) -> Result<Json<Value>, ApiError> {
+    let gateway = gateway(&state)?.clone();
+    let mut call = Call::new(
+        CallSource::Chat,
+        body.model.as_deref().unwrap_or("auto"),
+        vec![ChatMessage {
+            role: "user".into(),
+            content: body.message,
+        }],
+    );
+    call.user_id = limited(body.user_id, "user_id", 128)?;
+    call.session_id = limited(body.session_id, "session_id", 128)?;
+    call.max_tokens = body.max_tokens;
+    let answer = tokio::spawn(async move { gateway.complete(call).await })
+        .await
+        .map_err(|error| {
+            ApiError::unavailable("internal", format!("gateway task failed: {error}"))
+        })??;
+    Ok(Json(json!({
+        "request_id": answer.request_id,
+        "provider": answer.provider,
+        "model": answer.model,
+        "category": answer.category,
+        "content": answer.content,
+        "attempts": answer.attempts,
+        "usage": {"input_tokens": answer.usage.input_tokens, "output_tokens": answer.usage.output_tokens},
+        "cost_usd": answer.cost_micros as f64 / 1e6,
+    })))
+}
+
+/// Body of `POST /api/v1/providers/select`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectBody {
+    /// The message to route.
+    pub message: String,
+    /// Session for continuity.
+    pub session_id: Option<String>,
+    /// `auto` (default), `provider/model` or a model name.
+    pub model: Option<String>,
+    /// Most output tokens (for the estimate).
+    pub max_tokens: Option<u32>,
+}
+
+/// `POST /api/v1/providers/select`: the routing decision, recorded, without a call.
+pub async fn select(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SelectBody>,
+) -> Result<Json<Value>, ApiError> {
+    let gateway = gateway(&state)?;
+    let mut call = Call::new(
+        CallSource::Chat,
+        body.model.as_deref().unwrap_or("auto"),
+        vec![ChatMessage {
+            role: "user".into(),
+            content: body.message,
+        }],
+    );
+    call.session_id = limited(body.session_id, "session_id", 128)?;
+    call.max_tokens = body.max_tokens;
+    let request_id = call.request_id;
+    let (decision, category) = gateway.select(call).await?;
+    // Candidates come best first, the eligible ones before the rest.
+    let first = decision.candidates.iter().find(|c| c.eligible);
+    Ok(Json(json!({
+        "request_id": request_id,
+        "category": category,
+        "reason": decision.reason,
+        "provider": first.map(|c| c.provider.clone()),
+        "model": first.map(|c| c.model.clone()),
+        "candidates": decision.candidates,
+    })))
+}
+
+fn usd(micros: u64) -> f64 {
+    micros as f64 / 1e6
+}
+
+/// `GET /api/v1/providers/status`: availability, prices and recent stats.
+pub async fn providers_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let gateway = gateway(&state)?;
+    let providers: Vec<Value> = gateway
+        .providers()
+        .iter()
+        .map(|p| {
+            let budget = p.budget.snapshot();
+            json!({
+                "name": p.name,
+                "kind": p.kind,
+                "priority": p.priority,
+                "available": p.circuit.allows() && budget.remaining_micros != Some(0),
+                "circuit": p.circuit.phase().as_str(),
+                "timeout_ms": p.timeout.as_millis() as u64,
+                "models": p.models.iter().map(|m| json!({
+                    "name": m.name,
+                    "input_usd_per_mtok": m.input_usd_per_mtok,
+                    "output_usd_per_mtok": m.output_usd_per_mtok,
+                })).collect::<Vec<_>>(),
+                "requests": budget.totals.reservations,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "providers": providers })))
+}
+
+fn budget_rows(gateway: &Gateway) -> Vec<Value> {
+    gateway
+        .providers()
+        .iter()
+        .map(|p| {
+            let b = p.budget.snapshot();
+            let free = b.limits.monthly_micros == 0;
+            let spent = b.totals.committed_micros;
+            json!({
+                "provider": p.name,
+                "period": b.period,
+                "free": free,
+                "total_usd": usd(b.limits.monthly_micros),
+                "per_request_usd": usd(b.limits.per_request_micros),
+                "spent_usd": usd(spent),
+                "reserved_usd": usd(b.totals.reserved_micros),
+                "remaining_usd": b.remaining_micros.map(usd),
+                "percent_used": if free { 0.0 } else {
+                    ((spent + b.totals.reserved_micros) as f64 / b.limits.monthly_micros as f64 * 10_000.0).round() / 100.0
+                },
+                "requests": b.totals.reservations,
+                "exceeded": b.totals.exceeded,
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/v1/budget/status`: per provider, this month (seed 000's
+/// `getBudgetStatus`: total, spent, remaining, percent used), live.
+pub async fn budget_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let gateway = gateway(&state)?;
+    Ok(Json(json!({ "providers": budget_rows(gateway) })))
+}
+
+/// Body of `POST /api/v1/budget/check`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetCheckBody {
+    /// Only this provider (default: all).
+    pub provider: Option<String>,
+    /// The cost to check, USD.
+    pub estimated_cost_usd: f64,
+}
+
+/// `POST /api/v1/budget/check`: seed 000's `canAfford` per provider.
+pub async fn budget_check(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<BudgetCheckBody>,
+) -> Result<Json<Value>, ApiError> {
+    let gateway = gateway(&state)?;
+    if !body.estimated_cost_usd.is_finite() || body.estimated_cost_usd < 0.0 {
+        return Err(ApiError::bad_request(
+            "estimated_cost_usd: must be a non-negative number",
+        ));
+    }
+    let estimate = (body.estimated_cost_usd * 1e6).ceil() as u64;
+    if let Some(name) = &body.provider {
+        if gateway.provider(name).is_none() {
+            return Err(ApiError::not_found(format!("unknown provider {name:?}")));
+        }
+    }
+    let checks: Vec<Value> = gateway
+        .providers()
+        .iter()
+        .filter(|p| body.provider.as_ref().is_none_or(|name| &p.name == name))
+        .map(|p| {
+            let b = p.budget.snapshot();
+            json!({
+                "provider": p.name,
+                "can_afford": b.can_afford(estimate),
+                "remaining_usd": b.remaining_micros.map(usd),
+                "per_request_usd": usd(b.limits.per_request_micros),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "estimated_cost_usd": body.estimated_cost_usd, "checks": checks }),
+    ))
+}
+
+/// `GET /api/v1/providers/health` and `GET /api/v1/provider-health`: circuit
+/// state per provider, live from the circuit views.
+pub async fn providers_health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let gateway = gateway(&state)?;
+    let providers: Vec<Value> = gateway
+        .providers()
+        .iter()
+        .map(|p| {
+            let phase = p.circuit.phase();
+            let retry_at = match phase {
+                tutorlog_actors::providers::circuit_view::ViewPhase::Open { retry_at_ms } => {
+                    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(retry_at_ms)
+                        .map(|t| t.to_rfc3339())
+                }
+                _ => None,
+            };
+            json!({
+                "provider": p.name,
+                "state": phase.as_str(),
+                "available": p.circuit.allows(),
+                "retry_at": retry_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "providers": providers })))
+}
+
+/// Body of `POST /api/v1/feedback`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackBody {
+    /// The gateway request (`tutorlog.request_id` of its answer).
+    pub request_id: Uuid,
+    /// Rating 1–5.
+    pub rating: Option<u8>,
+    /// Whether the answer was accepted.
+    pub accepted: Option<bool>,
+    /// Quality 0–100.
+    pub quality: Option<f64>,
+    /// A comment.
+    pub comment: Option<String>,
+}
+
+/// `POST /api/v1/feedback`: records `feedback.recorded` on the request's stream.
+pub async fn feedback(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<FeedbackBody>,
+) -> Result<Json<Value>, ApiError> {
+    if body.rating.is_some_and(|r| !(1..=5).contains(&r)) {
+        return Err(ApiError::bad_request("rating: must be 1 to 5"));
+    }
+    if body.quality.is_some_and(|q| !(0.0..=100.0).contains(&q)) {
+        return Err(ApiError::bad_request("quality: must be 0 to 100"));
+    }
+    let comment = limited(body.comment, "comment", COMMENT_BYTES_MAX)?;
+    let stream = format!("request-{}", body.request_id);
+    let event = Event::FeedbackRecorded(FeedbackRecorded {
+        request_id: body.request_id,
+        rating: body.rating,
+        accepted: body.accepted,
+        quality: body.quality,
+        comment,
+    });
+    let record = NewEvent::from_event(&event)
+        .map_err(|e| ApiError::bad_request(format!("feedback does not encode: {e}")))?
+        .with_correlation(body.request_id);
+    let result = state
+        .store
+        .append(&stream, ExpectedRevision::Exists, vec![record])
+        .await
+        .map_err(|error| match error {
+            tutorlog_store::StoreError::WrongExpectedRevision { .. } => {
+                ApiError::not_found(format!("unknown request {}", body.request_id))
+            }
+            other => other.into(),
+        })?;
+    Ok(Json(
+        json!({ "request_id": body.request_id, "position": result.position }),
+    ))
+}
