@@ -125,7 +125,7 @@ use tutorlog_actors::learning::decider::{
     GradeResult, ItemChoice, LearnerCommand, LearnerState, MasteryResult, LEARNER_SNAPSHOT_FORMAT,
 };
 use tutorlog_actors::learning::service::ServiceError;
-use tutorlog_actors::learning::ProviderPause;
+use tutorlog_actors::learning::{PauseOutcome, ProviderPause};
 use tutorlog_actors::snapshot::snapshot_stream_name;
 use tutorlog_actors::{Decider, SnapshotMode, Versioned};
 use tutorlog_schemas::events::{AggregateSnapshot, PauseReason};
@@ -755,4 +755,161 @@ async fn a_snapshot_write_never_holds_up_a_reply() {
     learners.shutdown().await;
     let last = rig.store.stream_revision(STREAM).await.expect("rev");
     assert_eq!(rig.snapshots().await.last().map(|s| s.revision), last);
+}
+
+// ------------------------------------------------------------------ training rules through the actor
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_pause_holds_rounds_until_resumed_and_a_session_expires_after_an_hour() {
+    let rig = Rig::new().await;
+    let learners = rig
+        .learners(SnapshotMode::Decider, Duration::from_secs(60))
+        .await;
+    let service = rig.service(&learners);
+    let started = service
+        .start_training(USER, "algebra", None)
+        .await
+        .expect("start");
+    assert_eq!(started.rounds, 5, "five rounds by default");
+    let paused = service
+        .pause_for_provider(USER, started.session_id, ProviderPause::Budget)
+        .await
+        .expect("pause");
+    // Pausing again (the gateway retrying, or the learner) keeps the first reason.
+    let again = service
+        .pause(USER, started.session_id, PauseReason::User)
+        .await
+        .expect("pause again");
+    assert_eq!(again, paused.position);
+    let again = service
+        .pause_for_provider(USER, started.session_id, ProviderPause::Provider)
+        .await
+        .expect("pause again");
+    assert_eq!(
+        again,
+        PauseOutcome {
+            position: paused.position,
+            already_paused: true
+        }
+    );
+    let pauses: Vec<_> = events(rig.store.as_ref(), STREAM)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::TrainingPaused(p) => Some(p.reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pauses, [PauseReason::Budget]);
+    let refused = service
+        .round(
+            USER,
+            started.session_id,
+            &answer_for(&service, &started.prompt),
+        )
+        .await
+        .expect_err("paused");
+    assert!(
+        matches!(
+            refused,
+            ServiceError::Conflict {
+                code: "session_paused",
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let resumed = service
+        .resume(USER, started.session_id)
+        .await
+        .expect("resume");
+    assert!(resumed > paused.position);
+    let graded = service
+        .round(
+            USER,
+            started.session_id,
+            &answer_for(&service, &started.prompt),
+        )
+        .await
+        .expect("round after resume");
+    assert_eq!(graded.status, "in_progress");
+    // An hour after the first round was put, the session is over.
+    rig.clock.advance(TimeDelta::seconds(3600));
+    let expired = service
+        .round(USER, started.session_id, "late")
+        .await
+        .expect_err("expired");
+    assert!(
+        matches!(
+            expired,
+            ServiceError::Conflict {
+                code: "session_expired",
+                ..
+            }
+        ),
+        "{expired:?}"
+    );
+    let unknown = service
+        .pause_for_provider(USER, uuid::Uuid::now_v7(), ProviderPause::Budget)
+        .await
+        .expect_err("unknown");
+    assert!(matches!(unknown, ServiceError::NotFound(_)), "{unknown:?}");
+    learners.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decay_compounds_week_by_week_with_an_injected_clock() {
+    let rig = Rig::new().await;
+    let learners = rig
+        .learners(SnapshotMode::Decider, Duration::from_secs(60))
+        .await;
+    let service = rig.service(&learners);
+    session(&service, &rig.clock, 1).await;
+    let practised = learners
+        .state(USER)
+        .await
+        .expect("state")
+        .state
+        .mastery
+        .get("algebra")
+        .expect("algebra")
+        .score;
+    assert!(practised > 0.0);
+    // Six days: no decay is recorded.
+    rig.clock.advance(TimeDelta::days(6));
+    session(&service, &rig.clock, 1).await;
+    let decays = |events: Vec<Event>| -> Vec<(u32, f64, f64)> {
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::MasteryDecayed(d) => Some((d.weeks, d.before, d.after)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(decays(events(rig.store.as_ref(), STREAM).await).is_empty());
+    let score = |v: Versioned<LearnerState>| v.state.mastery.get("algebra").map(|m| m.score);
+    let before_gap = score(learners.state(USER).await.expect("state")).expect("score");
+    // One week later: one week of 2 %; then two more weeks: two more.
+    rig.clock.advance(TimeDelta::weeks(1) + TimeDelta::hours(1));
+    service
+        .start_training(USER, "algebra", Some(1))
+        .await
+        .expect("start after a week");
+    rig.clock.advance(TimeDelta::weeks(2) + TimeDelta::hours(1));
+    service
+        .start_training(USER, "algebra", Some(1))
+        .await
+        .expect("start after two more weeks");
+    let recorded = decays(events(rig.store.as_ref(), STREAM).await);
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(recorded[0].0, 1);
+    assert!((recorded[0].1 - before_gap).abs() < 1e-12);
+    assert!((recorded[0].2 - before_gap * 0.98).abs() < 1e-9);
+    assert_eq!(recorded[1].0, 2);
+    assert!((recorded[1].1 - recorded[0].2).abs() < 1e-12);
+    assert!((recorded[1].2 - before_gap * 0.98_f64.powi(3)).abs() < 1e-9);
+    let now = score(learners.state(USER).await.expect("state")).expect("score");
+    assert!((now - before_gap * 0.98_f64.powi(3)).abs() < 1e-9);
+    learners.shutdown().await;
 }
