@@ -217,6 +217,7 @@ fn full_session(daemon: &Daemon) -> (String, u64) {
         .expect("session_id")
         .to_owned();
     assert!(started["round_id"].is_string());
+    assert_eq!(started["rounds"], 5, "five rounds by default");
     let mut prompt = started["prompt"].as_str().expect("prompt").to_owned();
     let mut last = position(&started);
     for round in 1..=5u64 {

@@ -2,7 +2,7 @@
 //! trusted blindly.
 //!
 //! A decider whose state can be snapshotted says so by returning a
-//! [`SnapshotPolicy`] from [`Decider::snapshot_policy`] (the default is `None`:
+//! [`SnapshotPolicy`] from [`crate::decider::Decider::snapshot_policy`] (the default is `None`:
 //! always replay the whole stream). The [`crate::aggregate::Aggregate`] actor then
 //!
 //! 1. on start reads the last `aggregate.snapshot` event of stream
@@ -26,9 +26,6 @@ use serde::{de::DeserializeOwned, Serialize};
 use tutorlog_schemas::events::AggregateSnapshot;
 pub use tutorlog_schemas::events::{snapshot_stream_name, SNAPSHOT_STREAM_PREFIX};
 use tutorlog_schemas::{CodecError, Event, NewEvent, RecordedEvent};
-
-#[cfg(doc)]
-use crate::decider::Decider;
 
 /// Events folded between two snapshots unless a policy says otherwise.
 pub const SNAPSHOT_EVERY_EVENTS_DEFAULT: u64 = 200;

@@ -543,3 +543,16 @@ fn deciding_is_deterministic() {
         Learner::fold(LearnerState::default(), &history)
     );
 }
+
+#[test]
+fn the_policy_defaults_are_the_seeds() {
+    // Seed 000: mastery threshold 80, weekly decay 0.02, sessions of one hour.
+    assert_eq!(
+        LearningPolicy::default(),
+        LearningPolicy {
+            mastery_threshold: 80.0,
+            weekly_decay: 0.02,
+            session_timeout_secs: 3600,
+        }
+    );
+}
