@@ -217,6 +217,7 @@ fn full_session(daemon: &Daemon) -> (String, u64) {
         .expect("session_id")
         .to_owned();
     assert!(started["round_id"].is_string());
+    assert_eq!(started["rounds"], 5, "five rounds by default");
     let mut prompt = started["prompt"].as_str().expect("prompt").to_owned();
     let mut last = position(&started);
     for round in 1..=5u64 {
@@ -328,6 +329,171 @@ fn challenge(daemon: &Daemon) -> u64 {
     position(&graded)
 }
 
+/// Pause and resume over HTTP (a second learner, so ada's numbers stay as they are):
+/// every write answers a position, a paused session refuses rounds with 409 until
+/// resumed, and a read with `min_position` sees the write.
+fn pause_and_resume(daemon: &Daemon) -> u64 {
+    let (status, started) = daemon.post(
+        "/api/v1/training/start",
+        &json!({ "user_id": "bob", "focus_area": "algebra", "rounds": 2 }),
+    );
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(started["rounds"], 2);
+    let session_id = started["session_id"].as_str().expect("session").to_owned();
+    let prompt = started["prompt"].as_str().expect("prompt").to_owned();
+    let session = json!({ "session_id": session_id });
+
+    let (status, paused) = daemon.post("/api/v1/training/pause", &session);
+    assert_eq!(status, 200, "{paused}");
+    assert_eq!(paused["status"], "paused");
+    assert!(position(&paused) > position(&started));
+    let (status, body) = daemon.post(
+        "/api/v1/training/round",
+        &json!({ "session_id": session_id, "response": reference_answer(&prompt) }),
+    );
+    assert_error(status, &body, 409, "paused");
+    assert_eq!(body["error"]["code"], "session_paused");
+    // Pausing twice changes nothing (same position); only the gateway pauses for
+    // budget or provider, through the service, not over HTTP.
+    let (status, again) = daemon.post("/api/v1/training/pause", &session);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(position(&again), position(&paused));
+    let (status, body) = daemon.post(
+        "/api/v1/training/pause",
+        &json!({ "session_id": session_id, "reason": "budget" }),
+    );
+    assert_error(status, &body, 400, "reason");
+    let (status, body) = daemon.post(
+        "/api/v1/training/pause",
+        &json!({ "session_id": session_id, "reason": "sleepy" }),
+    );
+    assert_error(status, &body, 400, "reason");
+    let (status, body) = daemon.post(
+        "/api/v1/training/pause",
+        &json!({ "session_id": uuid_like() }),
+    );
+    assert_error(status, &body, 404, "session");
+    let (status, body) = daemon.post("/api/v1/training/resume", &json!({}));
+    assert_error(status, &body, 400, "session_id");
+
+    let (status, resumed) = daemon.post("/api/v1/training/resume", &session);
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed["status"], "in_progress");
+    assert!(position(&resumed) > position(&paused));
+    let (status, body) = daemon.post("/api/v1/training/resume", &session);
+    assert_error(status, &body, 409, "not paused");
+    let (status, graded) = daemon.post(
+        "/api/v1/training/round",
+        &json!({ "session_id": session_id, "response": reference_answer(&prompt) }),
+    );
+    assert_eq!(status, 200, "{graded}");
+    assert_eq!(graded["status"], "in_progress");
+    assert!(position(&graded) > position(&resumed));
+
+    // Read-your-writes: progress at the round's position has the round.
+    let (status, body) = daemon.get(&format!(
+        "/api/v1/training/progress?user_id=bob&min_position={}",
+        position(&graded)
+    ));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["focus_areas"][0]["attempts"], 1, "{body}");
+    assert!(body["next_position"].as_u64() > Some(position(&graded)));
+    position(&graded)
+}
+
+/// Bad input is a 400 whose message names the field.
+fn bad_input(daemon: &Daemon) {
+    let cases = [
+        (
+            "/api/v1/training/start",
+            json!({ "focus_area": "algebra" }),
+            "user_id",
+        ),
+        (
+            "/api/v1/training/start",
+            json!({ "user_id": "a b", "focus_area": "algebra" }),
+            "user_id",
+        ),
+        (
+            "/api/v1/training/start",
+            json!({ "user_id": "ada" }),
+            "focus_area",
+        ),
+        (
+            "/api/v1/training/start",
+            json!({ "user_id": "ada", "focus_area": "algebra", "rounds": "five" }),
+            "rounds",
+        ),
+        (
+            "/api/v1/training/start",
+            json!({ "user_id": "ada", "focus_area": "algebra", "rounds": 101 }),
+            "rounds",
+        ),
+        (
+            "/api/v1/training/round",
+            json!({ "session_id": 7, "response": "x" }),
+            "session_id",
+        ),
+        (
+            "/api/v1/training/round",
+            json!({ "session_id": uuid_like(), "response": "x".repeat(16 * 1024 + 1) }),
+            "response",
+        ),
+        (
+            "/api/v1/challenges/start",
+            json!({ "difficulty": "easy" }),
+            "user_id",
+        ),
+        (
+            "/api/v1/challenges/start",
+            json!({ "user_id": "ada", "category": "astrology" }),
+            "category",
+        ),
+        (
+            "/api/v1/challenges/grade",
+            json!({ "answer": "x" }),
+            "challenge_id",
+        ),
+        (
+            "/api/v1/challenges/grade",
+            json!({ "challenge_id": "nope", "answer": "x" }),
+            "challenge_id",
+        ),
+        (
+            "/api/v1/challenges/grade",
+            json!({ "challenge_id": uuid_like() }),
+            "answer",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let (status, answer) = daemon.post(path, &body);
+        assert_error(status, &answer, 400, field);
+    }
+    let (status, answer) = parse(
+        "start",
+        request(
+            &daemon.base,
+            "POST",
+            "/api/v1/training/start",
+            Some("{not json"),
+            None,
+        ),
+    );
+    assert_error(status, &answer, 400, "JSON");
+    for (path, field) in [
+        ("/api/v1/training/progress", "user_id"),
+        (
+            "/api/v1/training/progress?user_id=ada&min_position=soon",
+            "min_position",
+        ),
+        ("/api/v1/audit/algo-runs?min_position=-1", "min_position"),
+        ("/api/v1/audit/algo-runs?limit=0", "limit"),
+    ] {
+        let (status, answer) = daemon.get(path);
+        assert_error(status, &answer, 400, field);
+    }
+}
+
 fn admin(daemon: &Daemon) -> u64 {
     let path = "/api/v1/admin/algos/adaptive/params";
     let body = json!({ "params": { "target_accuracy": 0.7, "exploration_rate": 0.2 } });
@@ -409,7 +575,10 @@ fn a_full_session_and_a_challenge_survive_a_restart_and_replay_identically() {
 
     let (session_id, _) = full_session(&daemon);
     challenge(&daemon);
+    bad_input(&daemon);
+    let bob = pause_and_resume(&daemon);
     let last = admin(&daemon);
+    assert!(last > bob);
 
     let before = progress(&daemon, last);
     let algebra = before

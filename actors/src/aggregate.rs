@@ -2,11 +2,18 @@
 //!
 //! Life of an [`Aggregate`]:
 //! 1. On start it replays its stream (`read_stream` in chunks, folding `evolve`).
+//!    When the decider opts into snapshots ([`Decider::snapshot_policy`]) it first
+//!    restores the last valid snapshot from `snapshot-{stream}` and replays only the
+//!    events after it; an unusable snapshot is ignored with a warning (full replay).
+//!    See [`crate::snapshot`].
 //! 2. For each [`AggregateMsg::Execute`] it takes `now` from the injected [`Clock`],
 //!    runs `decide`, appends the events with the stream revision it knows
 //!    (`Exact(n)`, or `NoStream`), folds them, and only then replies: a reply means
 //!    the events are durable.
-//! 3. If the append hits [`StoreError::WrongExpectedRevision`] (another writer, e.g.
+//! 3. After replying, if enough events were folded since the last snapshot, it
+//!    hands a new snapshot to a background task (at most one in flight, so they
+//!    land in order): a snapshot append never delays a reply.
+//! 4. If the append hits [`StoreError::WrongExpectedRevision`] (another writer, e.g.
 //!    a second node, got there first) it catches up on the stream and decides again,
 //!    once. A second conflict is replied as a store error.
 //!
@@ -25,11 +32,14 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::JoinHandle;
+use tutorlog_schemas::RecordedEvent;
 use tutorlog_store::{AppendResult, EventStore, ExpectedRevision, StoreError, READ_EVENTS_MAX};
 use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::decider::{Decider, LogEvent};
+use crate::snapshot::{self, snapshot_stream_name, SnapshotPolicy};
 
 /// Default number of events read per `read_stream` call while replaying.
 pub const READ_BATCH_DEFAULT: usize = 1_000;
@@ -59,6 +69,35 @@ pub struct Versioned<S> {
     pub revision: Option<u64>,
     /// The `$all` position of the last event folded.
     pub position: Option<u64>,
+    /// The revision of the snapshot the actor restored its state from when it
+    /// started; `None` when it replayed the stream from its start (no snapshot,
+    /// snapshots off, or the snapshot was unusable).
+    pub snapshot_revision: Option<u64>,
+}
+
+/// Whether an aggregate uses snapshots (see [`crate::snapshot`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// As the decider declares ([`Decider::snapshot_policy`]): none for most
+    /// deciders, every N events for those that opt in.
+    #[default]
+    Decider,
+    /// The decider's policy with another interval (tuning, tests). No effect on a
+    /// decider that does not snapshot.
+    EveryEvents(u64),
+    /// Neither read nor write snapshots: always replay the whole stream.
+    Off,
+}
+
+impl SnapshotMode {
+    /// The policy an aggregate of `D` runs with under this mode.
+    pub fn policy<D: Decider>(self) -> Option<SnapshotPolicy<D::State>> {
+        match self {
+            SnapshotMode::Decider => D::snapshot_policy(),
+            SnapshotMode::EveryEvents(every) => D::snapshot_policy().map(|p| p.every(every)),
+            SnapshotMode::Off => None,
+        }
+    }
 }
 
 /// Why a command (or a state query) could not be processed. Distinct from a
@@ -151,6 +190,8 @@ pub struct AggregateArgs {
     pub clock: Arc<dyn Clock>,
     /// Events per `read_stream` call while replaying (clamped to 1..=READ_EVENTS_MAX).
     pub read_batch: usize,
+    /// Whether to restore from and write snapshots.
+    pub snapshots: SnapshotMode,
 }
 
 impl AggregateArgs {
@@ -161,6 +202,7 @@ impl AggregateArgs {
             store,
             clock,
             read_batch: READ_BATCH_DEFAULT,
+            snapshots: SnapshotMode::default(),
         }
     }
 }
@@ -194,6 +236,17 @@ pub struct AggregateState<D: Decider> {
     /// The in-memory state may be behind the log (not loaded yet, or an append
     /// failed in a way that leaves its effect unknown): catch up before deciding.
     stale: bool,
+    /// The snapshot policy in force (`None`: never snapshot).
+    snapshots: Option<SnapshotPolicy<D::State>>,
+    /// `snapshot-{stream}`.
+    snapshot_stream: String,
+    /// The revision covered by the last snapshot restored, written or attempted: the
+    /// next one is due `every_events` after it.
+    snapshot_covered: Option<u64>,
+    /// The snapshot append in flight, if any.
+    snapshot_write: Option<JoinHandle<()>>,
+    /// The revision of the snapshot restored at start.
+    restored_from: Option<u64>,
 }
 
 impl<D: Decider> AggregateState<D> {
@@ -207,29 +260,157 @@ impl<D: Decider> AggregateState<D> {
                 .store
                 .read_stream(&self.stream, from, self.read_batch)
                 .await?;
-            let count = batch.len();
-            for (expected, recorded) in (from..).zip(&batch) {
-                // Stores guarantee dense revisions (the conformance suite checks it).
-                debug_assert_eq!(recorded.revision, expected, "stream {:?}", self.stream);
-                if let Some(event) = D::Event::from_recorded(recorded)? {
-                    let state = std::mem::take(&mut self.state);
-                    self.state = D::evolve(state, &event);
-                }
-                self.revision = Some(recorded.revision);
-                self.position = Some(recorded.position);
-            }
-            if count < self.read_batch {
+            self.fold_records(from, &batch)?;
+            if batch.len() < self.read_batch {
                 return Ok(());
             }
         }
     }
 
+    /// Folds stored records that start at revision `from`.
+    fn fold_records(&mut self, from: u64, records: &[RecordedEvent]) -> Result<(), StoreError> {
+        for (expected, recorded) in (from..).zip(records) {
+            // Stores guarantee dense revisions (the conformance suite checks it).
+            debug_assert_eq!(recorded.revision, expected, "stream {:?}", self.stream);
+            if let Some(event) = D::Event::from_recorded(recorded)? {
+                let state = std::mem::take(&mut self.state);
+                self.state = D::evolve(state, &event);
+            }
+            self.revision = Some(recorded.revision);
+            self.position = Some(recorded.position);
+        }
+        Ok(())
+    }
+
+    /// Before the first replay: takes the state from the last snapshot if it passes
+    /// every check, and folds the events read along with its anchor. Any doubt about
+    /// the snapshot leaves the state empty, so the replay starts at revision 0.
+    async fn restore_snapshot(&mut self) -> Result<(), StoreError> {
+        let Some(policy) = self.snapshots else {
+            return Ok(());
+        };
+        let Some(last) = self.store.stream_revision(&self.snapshot_stream).await? else {
+            return Ok(());
+        };
+        let records = self
+            .store
+            .read_stream(&self.snapshot_stream, last, 1)
+            .await?;
+        let Some(record) = records.first() else {
+            return Ok(());
+        };
+        let restored = match snapshot::restore(&policy, &self.stream, record) {
+            Ok(restored) => restored,
+            Err(why) => {
+                self.ignore_snapshot(record, &why);
+                return Ok(());
+            }
+        };
+        // Reading from the snapshot's own revision checks it exists, at the position
+        // the snapshot recorded, and brings the first part of the tail.
+        let batch = self
+            .store
+            .read_stream(&self.stream, restored.revision, self.read_batch)
+            .await?;
+        if let Err(why) = snapshot::check_anchor(&restored, batch.first()) {
+            self.ignore_snapshot(record, &why);
+            return Ok(());
+        }
+        tracing::debug!(stream = %self.stream, revision = restored.revision, "restored from snapshot");
+        self.state = restored.state;
+        self.revision = Some(restored.revision);
+        self.position = Some(restored.position);
+        self.snapshot_covered = Some(restored.revision);
+        self.restored_from = Some(restored.revision);
+        self.fold_records(restored.revision + 1, batch.get(1..).unwrap_or_default())
+    }
+
+    fn ignore_snapshot(&self, record: &RecordedEvent, why: &snapshot::SnapshotRejected) {
+        tracing::warn!(
+            stream = %self.stream,
+            snapshot_stream = %self.snapshot_stream,
+            snapshot_position = record.position,
+            reason = %why,
+            "ignoring unusable snapshot; replaying the whole stream"
+        );
+    }
+
     async fn ensure_fresh(&mut self) -> Result<(), StoreError> {
         if self.stale {
+            if self.revision.is_none() {
+                self.restore_snapshot().await?;
+            }
             self.catch_up().await?;
             self.stale = false;
         }
         Ok(())
+    }
+
+    /// Writes a snapshot in the background when one is due and none is in flight.
+    /// Runs after the reply, so no caller waits for it; the next message does not
+    /// wait either, as the append runs on its own task.
+    fn maybe_snapshot(&mut self) {
+        let Some(policy) = self.snapshots else {
+            return;
+        };
+        if self.stale
+            || self
+                .snapshot_write
+                .as_ref()
+                .is_some_and(|w| !w.is_finished())
+        {
+            return;
+        }
+        if !snapshot::snapshot_due(self.snapshot_covered, self.revision, policy.every_events) {
+            return;
+        }
+        let (Some(revision), Some(position)) = (self.revision, self.position) else {
+            return;
+        };
+        // Counted as covered even if the write fails: a snapshot that cannot be
+        // written (too large, log down) is retried after another interval, not on
+        // every message.
+        self.snapshot_covered = Some(revision);
+        let record = match snapshot::snapshot_record(
+            &policy,
+            &self.stream,
+            &self.state,
+            revision,
+            position,
+        ) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::warn!(stream = %self.stream, revision, %error, "could not encode a snapshot");
+                return;
+            }
+        };
+        let store = Arc::clone(&self.store);
+        let stream = self.snapshot_stream.clone();
+        self.snapshot_write = Some(tokio::spawn(async move {
+            // Any revision: snapshots are independent facts, each valid for its own
+            // revision, so a concurrent writer cannot make one wrong.
+            match store
+                .append(&stream, ExpectedRevision::Any, vec![record])
+                .await
+            {
+                Ok(append) => {
+                    tracing::debug!(%stream, revision, position = append.position, "snapshot written");
+                }
+                Err(error) => {
+                    tracing::warn!(%stream, revision, %error, "could not write a snapshot; the next is tried after another interval");
+                }
+            }
+        }));
+    }
+
+    /// Waits for the snapshot append in flight, so that a passivated actor's last
+    /// snapshot is in the log before its successor starts.
+    async fn finish_snapshot(&mut self) {
+        if let Some(write) = self.snapshot_write.take() {
+            if let Err(error) = write.await {
+                tracing::warn!(stream = %self.stream, %error, "snapshot task failed");
+            }
+        }
     }
 
     fn versioned(&self) -> Versioned<D::State> {
@@ -237,6 +418,7 @@ impl<D: Decider> AggregateState<D> {
             state: self.state.clone(),
             revision: self.revision,
             position: self.position,
+            snapshot_revision: self.restored_from,
         }
     }
 
@@ -326,8 +508,10 @@ impl<D: Decider> Actor for Aggregate<D> {
     ) -> Result<Self::State, ActorProcessingErr> {
         // Cheap on purpose: spawning (which awaits pre_start) must not block the
         // registry on a replay. The replay happens in post_start.
+        let stream = D::stream_name(&args.id);
         Ok(AggregateState {
-            stream: D::stream_name(&args.id),
+            snapshot_stream: snapshot_stream_name(&stream),
+            stream,
             id: args.id,
             store: args.store,
             clock: args.clock,
@@ -336,6 +520,10 @@ impl<D: Decider> Actor for Aggregate<D> {
             revision: None,
             position: None,
             stale: true,
+            snapshots: args.snapshots.policy::<D>(),
+            snapshot_covered: None,
+            snapshot_write: None,
+            restored_from: None,
         })
     }
 
@@ -349,6 +537,17 @@ impl<D: Decider> Actor for Aggregate<D> {
         if let Err(error) = state.ensure_fresh().await {
             tracing::warn!(id = %state.id, stream = %state.stream, %error, "aggregate replay failed; will retry on the next message");
         }
+        // A long stream replayed without a usable snapshot gets one now.
+        state.maybe_snapshot();
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.finish_snapshot().await;
         Ok(())
     }
 
@@ -377,6 +576,7 @@ impl<D: Decider> Actor for Aggregate<D> {
                 let _ = reply.send(result);
             }
         }
+        state.maybe_snapshot();
         Ok(())
     }
 }

@@ -23,6 +23,8 @@ use std::fmt::Debug;
 use chrono::{DateTime, Utc};
 use tutorlog_schemas::{CodecError, Event, NewEvent, RecordedEvent};
 
+use crate::snapshot::SnapshotPolicy;
+
 /// An event type that can be written to and read back from the log.
 pub trait LogEvent: Sized {
     /// Encodes the event as a record to append (with a fresh event id).
@@ -96,6 +98,14 @@ pub trait Decider: 'static {
     /// Folds one event into the state. Cannot fail: a stored event that does not
     /// fit is a bug, not a runtime condition.
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
+
+    /// How this decider's state is snapshotted, if it is. The default, `None`,
+    /// means never: its aggregate replays the whole stream on every start. A
+    /// decider opts in by returning a [`SnapshotPolicy`] (its state then needs an
+    /// encoding, usually serde: [`SnapshotPolicy::json`]). See [`crate::snapshot`].
+    fn snapshot_policy() -> Option<SnapshotPolicy<Self::State>> {
+        None
+    }
 
     /// Folds many events, in order, into `state`.
     fn fold<'a, I>(state: Self::State, events: I) -> Self::State

@@ -13,6 +13,8 @@
 //! - [`aggregate`]: the generic aggregate actor.
 //! - [`registry`]: the supervisor keyed by aggregate id, and [`registry::RegistryHandle`]
 //!   to call it.
+//! - [`snapshot`]: opt-in aggregate snapshots stored in the log (`snapshot-{stream}`),
+//!   so a long stream restarts from its last snapshot plus the tail. Pure.
 
 pub mod aggregate;
 pub mod algo_registry;
@@ -25,11 +27,13 @@ pub mod learning;
 pub mod pipeline;
 pub mod providers;
 pub mod registry;
+pub mod snapshot;
 
 pub use aggregate::{
     Aggregate, AggregateArgs, AggregateMsg, CommandError, CommandMeta, CommandResult, Outcome,
-    StateResult, Versioned,
+    SnapshotMode, StateResult, Versioned,
 };
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use decider::{Decider, Given, LogEvent, When};
 pub use registry::{Registry, RegistryConfig, RegistryHandle, RegistryMsg, RegistryStats};
+pub use snapshot::SnapshotPolicy;

@@ -31,7 +31,7 @@ use tutorlog_store::EventStore;
 
 use crate::aggregate::{
     flatten_call, Aggregate, AggregateArgs, AggregateMsg, CommandError, CommandMeta, CommandResult,
-    StateResult, READ_BATCH_DEFAULT,
+    SnapshotMode, StateResult, READ_BATCH_DEFAULT,
 };
 use crate::clock::Clock;
 use crate::decider::Decider;
@@ -52,6 +52,9 @@ pub struct RegistryConfig {
     pub call_timeout: Duration,
     /// How long stopping the registry waits for its actors to finish their mailboxes.
     pub shutdown_timeout: Duration,
+    /// Whether aggregates restore from and write snapshots (default: as the decider
+    /// declares).
+    pub snapshots: SnapshotMode,
 }
 
 impl Default for RegistryConfig {
@@ -63,6 +66,7 @@ impl Default for RegistryConfig {
             read_batch: READ_BATCH_DEFAULT,
             call_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(10),
+            snapshots: SnapshotMode::default(),
         }
     }
 }
@@ -193,6 +197,7 @@ impl<D: Decider> RegistryState<D> {
             store: Arc::clone(&self.store),
             clock: Arc::clone(&self.clock),
             read_batch: self.config.read_batch,
+            snapshots: self.config.snapshots,
         };
         let actor =
             match Actor::spawn_linked(None, Aggregate::<D>::new(), args, myself.get_cell()).await {

@@ -922,3 +922,47 @@ async fn a_command_arriving_while_its_actor_drains_goes_to_the_next_one() {
         "{stats:?}"
     );
 }
+
+#[tokio::test]
+async fn a_decider_without_a_snapshot_policy_never_snapshots() {
+    use tutorlog_actors::SnapshotMode;
+
+    let fx = Fixture::new();
+    let mut records = vec![opened("ada").to_new_event().expect("encode")];
+    records.extend((0..300).map(|_| {
+        AccountEvent::Deposited { amount: 1 }
+            .to_new_event()
+            .expect("encode")
+    }));
+    fx.log
+        .append("account-a1", ExpectedRevision::NoStream, records)
+        .await
+        .expect("append");
+    assert!(
+        Account::snapshot_policy().is_none(),
+        "the default is no snapshots"
+    );
+    for (balance, mode) in [
+        (301, SnapshotMode::Decider),
+        (302, SnapshotMode::EveryEvents(1)),
+    ] {
+        let registry = fx
+            .registry(RegistryConfig {
+                snapshots: mode,
+                ..config()
+            })
+            .await;
+        let outcome = execute_ok(&registry, "a1", AccountCommand::Deposit(1)).await;
+        assert_eq!(outcome.state.balance, balance);
+        let current = registry.state("a1").await.expect("state");
+        assert_eq!(current.snapshot_revision, None, "{mode:?}");
+        registry.shutdown().await;
+    }
+    assert_eq!(
+        fx.log
+            .stream_revision("snapshot-account-a1")
+            .await
+            .expect("revision"),
+        None
+    );
+}

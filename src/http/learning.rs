@@ -14,7 +14,10 @@ use serde_json::{json, Value};
 use tutorlog_actors::{
     algo_registry::catalog::CatalogError,
     algorithms::AlgoKey,
-    learning::{service::ServiceError, LearningService},
+    learning::{
+        service::{ServiceError, RESPONSE_BYTES_MAX},
+        LearningService,
+    },
 };
 use tutorlog_projections::AlgoRunFilter;
 use tutorlog_schemas::events::PauseReason;
@@ -124,6 +127,17 @@ fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError::bad_request(format!("{field}: required")))
 }
 
+/// Checks a learner's text before any lookup, so an oversized body is a 400 even
+/// for an unknown id (the service checks again for its other callers).
+fn bounded(text: String, field: &str) -> Result<String, ApiError> {
+    if text.len() > RESPONSE_BYTES_MAX {
+        return Err(ApiError::bad_request(format!(
+            "{field}: longer than {RESPONSE_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(text)
+}
+
 fn parse_uuid(text: &str, field: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::bad_request(format!("{field}: not a UUID")))
 }
@@ -205,7 +219,7 @@ pub async fn round(
     ApiJson(body): ApiJson<RoundBody>,
 ) -> Result<Json<Value>, ApiError> {
     let session_id = parse_uuid(&required(body.session_id, "session_id")?, "session_id")?;
-    let response = required(body.response, "response")?;
+    let response = bounded(required(body.response, "response")?, "response")?;
     let user_id = owner(&state, session_id, true).await?;
     let result = service(&state)?
         .round(&user_id, session_id, &response)
@@ -233,23 +247,30 @@ pub async fn round(
 pub struct PauseBody {
     /// Session.
     pub session_id: Option<String>,
-    /// `user` (default), `budget` or `provider`.
+    /// `user` (the default, and the only reason a client may give: `budget` and
+    /// `provider` pauses are recorded by the gateway through
+    /// `LearningService::pause_for_provider`, so the audit trail never carries a
+    /// budget pause that did not happen).
     pub reason: Option<PauseReason>,
 }
 
-/// `POST /api/v1/training/pause`.
+/// `POST /api/v1/training/pause`: the learner pauses a session.
 pub async fn pause(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PauseBody>,
 ) -> Result<Json<Value>, ApiError> {
     let session_id = parse_uuid(&required(body.session_id, "session_id")?, "session_id")?;
+    if body
+        .reason
+        .is_some_and(|reason| reason != PauseReason::User)
+    {
+        return Err(ApiError::bad_request(
+            "reason: only \"user\" can be given; budget and provider pauses come from the gateway",
+        ));
+    }
     let user_id = owner(&state, session_id, true).await?;
     let position = service(&state)?
-        .pause(
-            &user_id,
-            session_id,
-            body.reason.unwrap_or(PauseReason::User),
-        )
+        .pause(&user_id, session_id, PauseReason::User)
         .await?;
     Ok(Json(
         json!({ "session_id": session_id, "status": "paused", "position": position }),
@@ -388,7 +409,7 @@ pub async fn challenge_grade(
         &required(body.challenge_id, "challenge_id")?,
         "challenge_id",
     )?;
-    let answer = required(body.answer, "answer")?;
+    let answer = bounded(required(body.answer, "answer")?, "answer")?;
     let user_id = owner(&state, challenge_id, false).await?;
     let graded = service(&state)?
         .grade_challenge(&user_id, challenge_id, &answer)

@@ -563,4 +563,82 @@ mod tests {
             })
             .then_err(AlgoRejection::UnknownRun(run_id));
     }
+
+    /// Every sequence of up to four registry commands from a seeded key keeps
+    /// exactly one ACTIVE version, with params, whatever is accepted or refused.
+    #[test]
+    fn no_command_sequence_breaks_exactly_one_active() {
+        let commands = [
+            AlgoCommand::Register {
+                key: "mastery".into(),
+                seed: seed(3, AlgoStatus::Active),
+            },
+            AlgoCommand::Register {
+                key: "mastery".into(),
+                seed: seed(4, AlgoStatus::Experimental),
+            },
+            AlgoCommand::Activate {
+                key: "mastery".into(),
+                version: 1,
+            },
+            AlgoCommand::Activate {
+                key: "mastery".into(),
+                version: 2,
+            },
+            AlgoCommand::Activate {
+                key: "mastery".into(),
+                version: 3,
+            },
+            AlgoCommand::Activate {
+                key: "mastery".into(),
+                version: 9,
+            },
+            AlgoCommand::SetParams {
+                key: "mastery".into(),
+                version: 2,
+                params_json: "{\"v\":22}".into(),
+            },
+            AlgoCommand::Seed {
+                key: "mastery".into(),
+                versions: vec![seed(7, AlgoStatus::Active)],
+            },
+        ];
+        let base = AlgoRegistry::given(seeded()).state().clone();
+        let now = crate::decider::reference_time();
+        let length_max = 4u32;
+        let sequences = commands.len().pow(length_max);
+        for mut code in 0..sequences {
+            let mut state = base.clone();
+            for _ in 0..length_max {
+                let command = &commands[code % commands.len()];
+                code /= commands.len();
+                if let Ok(events) = AlgoRegistry::decide(&state, command, now) {
+                    state = AlgoRegistry::fold(state, &events);
+                }
+                assert_eq!(state.active_count(), 1, "{state:?}");
+                let (_, active) = state.active().expect("an active version");
+                assert!(active.params.is_some(), "{state:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_version_without_params_cannot_become_active() {
+        let mut history = seeded();
+        history.push(Event::AlgoVersionRegistered(AlgoVersionRegistered {
+            key: "mastery".into(),
+            version: 5,
+            status: AlgoStatus::Experimental,
+            description: "bare".into(),
+        }));
+        assert!(matches!(
+            AlgoRegistry::given(history)
+                .when(AlgoCommand::Activate {
+                    key: "mastery".into(),
+                    version: 5,
+                })
+                .result(),
+            Err(AlgoRejection::Invariant(_))
+        ));
+    }
 }

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
 use tutorlog_schemas::events::{
     AlgoRunRecord, ChallengeCompleted, ChallengeStarted, MasteryDecayed, MasteryImproved,
     PauseReason, TrainingCompleted, TrainingPaused, TrainingResumed, TrainingRoundCompleted,
@@ -24,6 +25,7 @@ use tutorlog_schemas::Event;
 use uuid::Uuid;
 
 use crate::decider::Decider;
+use crate::snapshot::SnapshotPolicy;
 
 /// Most rounds a session may plan.
 pub const ROUNDS_MAX: u32 = 100;
@@ -36,6 +38,14 @@ pub const CHALLENGES_KEPT_MAX: usize = 64;
 pub const FOCUS_AREA_BYTES_MAX: usize = 64;
 /// Mastery comparisons tolerate this much floating-point noise.
 const MASTERY_EPSILON: f64 = 1e-9;
+/// Version of [`LearnerState`]'s shape in snapshots (stream
+/// `snapshot-learner-{user}`). Bump it when a field of the state changes *or* when
+/// `evolve` would fold the same events differently (for example a new
+/// [`SESSIONS_KEPT_MAX`]): older snapshots are then ignored and replaced after a
+/// full replay.
+pub const LEARNER_SNAPSHOT_FORMAT: u32 = 1;
+/// Events folded between two learner snapshots.
+pub const LEARNER_SNAPSHOT_EVERY_EVENTS: u64 = 200;
 
 /// The learning rules taken from `[learning]` config, carried in each command.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -221,7 +231,8 @@ pub enum Rejection {
 }
 
 /// Where a session stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     /// Rounds are being answered.
     Active,
@@ -243,7 +254,7 @@ impl SessionStatus {
 }
 
 /// The round currently put to the learner.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurrentRound {
     /// Round id.
     pub round_id: Uuid,
@@ -258,7 +269,7 @@ pub struct CurrentRound {
 }
 
 /// One session.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// Focus area.
     pub focus_area: String,
@@ -289,7 +300,7 @@ impl Session {
 }
 
 /// Mastery of one focus area.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MasteryEntry {
     /// Score 0–100.
     pub score: f64,
@@ -310,7 +321,7 @@ pub struct MasteryEntry {
 }
 
 /// One challenge.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Challenge {
     /// Item id.
     pub item_id: String,
@@ -323,7 +334,7 @@ pub struct Challenge {
 }
 
 /// Everything the learner aggregate knows.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LearnerState {
     /// Learner id (from the first session).
     pub user_id: Option<String>,
@@ -577,6 +588,13 @@ impl Decider for Learner {
 
     fn stream_name(id: &str) -> String {
         format!("learner-{id}")
+    }
+
+    /// Learners practise for years: snapshot the state (it is bounded by
+    /// [`SESSIONS_KEPT_MAX`] and [`CHALLENGES_KEPT_MAX`]) so a restart replays only
+    /// the tail of the stream.
+    fn snapshot_policy() -> Option<SnapshotPolicy<LearnerState>> {
+        Some(SnapshotPolicy::json(LEARNER_SNAPSHOT_FORMAT).every(LEARNER_SNAPSHOT_EVERY_EVENTS))
     }
 
     fn decide(

@@ -390,3 +390,169 @@ fn old_sessions_are_forgotten_beyond_the_bound() {
     }
     assert_eq!(state.sessions.len(), SESSIONS_KEPT_MAX);
 }
+
+/// A history touching every part of the state: mastery with decay, a paused and a
+/// completed session, an open round, graded and open challenges.
+fn rich_history() -> Vec<Event> {
+    let mut history = practised_history();
+    let later = reference_time() + TimeDelta::weeks(3);
+    let mut second = start(3);
+    if let LearnerCommand::StartTraining {
+        session_id,
+        round_id,
+        ..
+    } = &mut second
+    {
+        *session_id = Uuid::from_u128(0x11);
+        *round_id = Uuid::from_u128(0x211);
+    }
+    history.extend(run(&history, second, later).expect("second session"));
+    history.extend(
+        run(
+            &history,
+            LearnerCommand::Pause {
+                session_id: Uuid::from_u128(0x11),
+                reason: PauseReason::Provider,
+                policy: LearningPolicy::default(),
+            },
+            later,
+        )
+        .expect("pause"),
+    );
+    for n in 0..2 {
+        let id = Uuid::from_u128(0x70 + n);
+        history.extend(
+            run(
+                &history,
+                LearnerCommand::StartChallenge {
+                    challenge_id: id,
+                    item: item("c1"),
+                },
+                later,
+            )
+            .expect("challenge"),
+        );
+    }
+    history.extend(
+        run(
+            &history,
+            LearnerCommand::GradeChallenge {
+                challenge_id: Uuid::from_u128(0x70),
+                item_id: "c1".into(),
+                answer_digest: "x".into(),
+                grade: GradeResult {
+                    score: 40,
+                    correct: false,
+                    feedback: "no".into(),
+                    mistake_tag: Some("sign".into()),
+                },
+            },
+            later,
+        )
+        .expect("grade"),
+    );
+    history
+}
+
+#[test]
+fn a_learner_snapshot_restores_exactly_the_folded_state() {
+    use crate::snapshot::{restore, snapshot_record, SNAPSHOT_EVENT_TYPE};
+    use tutorlog_schemas::RecordedEvent;
+
+    let history = rich_history();
+    assert!(history
+        .iter()
+        .any(|e| matches!(e, Event::MasteryDecayed(_))));
+    let state = Learner::fold(LearnerState::default(), &history);
+    assert!(state
+        .sessions
+        .values()
+        .any(|s| s.status == SessionStatus::Paused && s.current.is_some()));
+    let policy = Learner::snapshot_policy().expect("the learner snapshots");
+    assert_eq!(policy.format, LEARNER_SNAPSHOT_FORMAT);
+    assert_eq!(policy.every_events, LEARNER_SNAPSHOT_EVERY_EVENTS);
+
+    let new = snapshot_record(&policy, "learner-ada", &state, 12, 345).expect("encode");
+    assert_eq!(new.event_type, SNAPSHOT_EVENT_TYPE);
+    let recorded = RecordedEvent {
+        position: 346,
+        stream: "snapshot-learner-ada".into(),
+        revision: 0,
+        event_id: new.event_id,
+        recorded_at: reference_time(),
+        event_type: new.event_type,
+        schema_version: new.schema_version,
+        correlation_id: None,
+        causation_id: None,
+        payload: new.payload,
+    };
+    let restored = restore(&policy, "learner-ada", &recorded).expect("restore");
+    assert_eq!((restored.revision, restored.position), (12, 345));
+    assert_eq!(
+        restored.state, state,
+        "the restored state is the folded one"
+    );
+    let entry = state.mastery.get("algebra").expect("entry");
+    let back = restored.state.mastery.get("algebra").expect("entry");
+    assert_eq!(entry.score.to_bits(), back.score.to_bits());
+    assert_eq!(entry.probability.to_bits(), back.probability.to_bits());
+
+    // Deciding on the restored state is deciding on the folded one.
+    let command = LearnerCommand::Resume {
+        session_id: Uuid::from_u128(0x11),
+        policy: LearningPolicy::default(),
+    };
+    let now = reference_time() + TimeDelta::weeks(3) + TimeDelta::minutes(5);
+    assert_eq!(
+        Learner::decide(&restored.state, &command, now),
+        Learner::decide(&state, &command, now)
+    );
+}
+
+#[test]
+fn deciding_is_deterministic() {
+    // Same history, same command, same time: the same events, twice over.
+    let mut history = rich_history();
+    let session_id = Uuid::from_u128(0x11);
+    let later = reference_time() + TimeDelta::weeks(3) + TimeDelta::minutes(5);
+    let resume = LearnerCommand::Resume {
+        session_id,
+        policy: LearningPolicy::default(),
+    };
+    history.extend(run(&history, resume, later).expect("resume"));
+    let before = Learner::fold(LearnerState::default(), &history)
+        .mastery
+        .get("algebra")
+        .expect("entry")
+        .score;
+    let mut command = answer(1, before, 70.0, Some("a2"));
+    if let LearnerCommand::CompleteRound {
+        session_id: s,
+        expected_round_id,
+        ..
+    } = &mut command
+    {
+        *s = session_id;
+        *expected_round_id = Uuid::from_u128(0x211);
+    }
+    let once = run(&history, command.clone(), later).expect("round");
+    assert!(matches!(&once[0], Event::TrainingRoundCompleted(r) if r.mastery_before == before));
+    assert_eq!(Ok(once), run(&history, command, later));
+    assert_eq!(
+        Learner::fold(LearnerState::default(), &history),
+        Learner::fold(LearnerState::default(), &history)
+    );
+}
+
+#[test]
+fn the_policy_defaults_are_the_seeds() {
+    // Seed 000: mastery threshold 80, weekly decay 0.02, sessions of one hour.
+    assert_eq!(
+        LearningPolicy::default(),
+        LearningPolicy {
+            mastery_threshold: 80.0,
+            weekly_decay: 0.02,
+            session_timeout_secs: 3600,
+        }
+    );
+}

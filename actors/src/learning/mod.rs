@@ -10,4 +10,4 @@ pub mod decider;
 pub mod service;
 
 pub use decider::{Learner, LearnerCommand, LearnerState, LearningPolicy, Rejection};
-pub use service::{LearningService, ServiceError};
+pub use service::{LearningService, PauseOutcome, ProviderPause, ServiceError};

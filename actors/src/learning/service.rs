@@ -179,6 +179,37 @@ pub struct ChallengeGraded {
     pub position: u64,
 }
 
+/// Why the gateway pauses a training session: no provider can serve it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderPause {
+    /// No provider with budget left could serve the session (`provider.budget.exceeded`
+    /// on every candidate): recorded as `training.paused` with reason `budget`.
+    Budget,
+    /// No healthy provider could serve it (circuits open, calls failing): reason
+    /// `provider`.
+    Provider,
+}
+
+impl ProviderPause {
+    /// The reason stored in `training.paused`.
+    pub fn reason(self) -> PauseReason {
+        match self {
+            ProviderPause::Budget => PauseReason::Budget,
+            ProviderPause::Provider => PauseReason::Provider,
+        }
+    }
+}
+
+/// What a pause did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PauseOutcome {
+    /// Log position reached (the learner stream's last event).
+    pub position: u64,
+    /// The session was paused already, so nothing was recorded (pausing is
+    /// idempotent: the first reason stands until the session resumes).
+    pub already_paused: bool,
+}
+
 /// The learning façade.
 #[derive(Clone)]
 pub struct LearningService {
@@ -631,13 +662,40 @@ impl LearningService {
         }
     }
 
-    /// Pauses a session (`reason`: the learner, or the gateway's budget/provider hook).
+    /// Pauses a session for `reason`. The learner's own pause is
+    /// `pause(user, session, PauseReason::User)`; the gateway uses
+    /// [`LearningService::pause_for_provider`]. Rounds on a paused session are
+    /// refused (`session_paused`, HTTP 409) until [`LearningService::resume`].
     pub async fn pause(
         &self,
         user_id: &str,
         session_id: Uuid,
         reason: PauseReason,
     ) -> Result<u64, ServiceError> {
+        Ok(self.pause_with(user_id, session_id, reason).await?.position)
+    }
+
+    /// The gateway's hook: pauses `session_id` of `user_id` because no affordable
+    /// (`Budget`) or healthy (`Provider`) provider can serve it. Idempotent: a
+    /// session already paused stays paused with its first reason
+    /// (`already_paused`). An unknown session is `NotFound`; a completed or expired
+    /// one is a `Conflict` the gateway may ignore.
+    pub async fn pause_for_provider(
+        &self,
+        user_id: &str,
+        session_id: Uuid,
+        cause: ProviderPause,
+    ) -> Result<PauseOutcome, ServiceError> {
+        self.pause_with(user_id, session_id, cause.reason()).await
+    }
+
+    async fn pause_with(
+        &self,
+        user_id: &str,
+        session_id: Uuid,
+        reason: PauseReason,
+    ) -> Result<PauseOutcome, ServiceError> {
+        check_user(user_id)?;
         let outcome = self
             .learners
             .execute(
@@ -649,7 +707,10 @@ impl LearningService {
                 },
             )
             .await??;
-        Ok(position_of(&outcome))
+        Ok(PauseOutcome {
+            position: position_of(&outcome),
+            already_paused: outcome.events.is_empty(),
+        })
     }
 
     /// Resumes a paused session.

@@ -12,12 +12,14 @@
 
 use crate::codec::{self, CodecError};
 
+mod aggregate;
 mod algo;
 mod config;
 mod gateway;
 mod learning;
 mod provider;
 
+pub use aggregate::*;
 pub use algo::*;
 pub use config::*;
 pub use gateway::*;
@@ -161,6 +163,8 @@ catalogue! {
     BenchmarkResultRecorded(BenchmarkResultRecorded) = ("benchmark.result.recorded", 1);
     /// A benchmark run finished.
     BenchmarkRunCompleted(BenchmarkRunCompleted) = ("benchmark.run.completed", 1);
+    /// An aggregate's state as of a revision of its stream (stream `snapshot-{stream}`).
+    AggregateSnapshot(AggregateSnapshot) = ("aggregate.snapshot", 1);
 }
 
 #[cfg(test)]
@@ -409,6 +413,23 @@ mod tests {
                 Event::decode(event.event_type(), event.schema_version(), &bytes).expect("decode");
             assert_eq!(back, event);
         }
+    }
+
+    #[test]
+    fn aggregate_snapshots_round_trip_and_name_their_stream() {
+        let event = Event::AggregateSnapshot(AggregateSnapshot {
+            stream: "learner-ada".into(),
+            revision: 4_999,
+            position: 123_456,
+            format: 1,
+            state_json: r#"{"user_id":"ada","note":"quotes \" and ünïcode"}"#.into(),
+        });
+        let bytes = event.encode().expect("encode");
+        let back = Event::decode("aggregate.snapshot", 1, &bytes).expect("decode");
+        assert_eq!(back, event);
+        assert_eq!(event.event_type(), "aggregate.snapshot");
+        assert_eq!(snapshot_stream_name("learner-ada"), "snapshot-learner-ada");
+        assert!(event.to_json()["state_json"].is_string());
     }
 
     #[test]
