@@ -496,6 +496,8 @@ where
                     state: state.durable.clone(),
                     revision: state.revision,
                     position: state.position,
+                    // Hot aggregates are small and always replayed in full.
+                    snapshot_revision: None,
                 }));
             }
         }
