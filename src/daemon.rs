@@ -114,6 +114,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
     };
 
+    let benchmarks = match &gateway {
+        Some(gateway) => {
+            let suite = tutorlog_actors::benchmarks::Suite::builtin()
+                .context("loading the benchmark suite")?;
+            let every = (config.gateway.benchmark_every_hours > 0)
+                .then(|| Duration::from_secs(config.gateway.benchmark_every_hours * 3600));
+            let (scheduler, _join) = crate::gateway::benchmarks::BenchmarkScheduler::start(
+                gateway.clone(),
+                Arc::clone(&shared),
+                suite,
+                every,
+            )
+            .await
+            .context("starting the benchmark scheduler")?;
+            Some(scheduler)
+        }
+        None => None,
+    };
+
     let batch_schedule = spawn_batch_schedule(
         Arc::clone(&shared),
         catalog.clone(),
@@ -138,6 +157,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         learning: Some(learning),
         gateway: gateway.clone(),
         api_keys,
+        benchmarks,
     };
     tracing::info!(address = %local, "listening");
     // TCP_NODELAY: without it a keep-alive client waits on delayed ACKs (~40 ms).

@@ -8,6 +8,9 @@
 //!   its answer back into [`types::ChatResponse`] / [`types::StreamEvent`]s.
 
 pub mod adapters;
+pub mod benchmarks;
 pub mod keys;
 pub mod service;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod types;

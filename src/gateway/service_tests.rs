@@ -1,89 +1,12 @@
 //! Gateway call-path tests with scripted adapters on the in-memory log.
 
-use std::collections::VecDeque;
-
-use async_trait::async_trait;
 use tutorlog_actors::SystemClock;
 use tutorlog_schemas::Envelope;
 use tutorlog_store::MemoryStore;
 
 use super::*;
 use crate::config::{CircuitConfig, ModelConfig};
-
-/// An adapter that answers from a script, then with its default.
-#[derive(Debug)]
-struct Scripted {
-    script: Mutex<VecDeque<Result<ChatResponse, ProviderError>>>,
-    fallback: Result<ChatResponse, ProviderError>,
-    calls: AtomicU64,
-}
-
-impl Scripted {
-    fn ok(tokens: (u64, u64)) -> Arc<Scripted> {
-        Arc::new(Scripted {
-            script: Mutex::new(VecDeque::new()),
-            fallback: Ok(response("fine", tokens)),
-            calls: AtomicU64::new(0),
-        })
-    }
-
-    fn failing(kind: ErrorKind) -> Arc<Scripted> {
-        Arc::new(Scripted {
-            script: Mutex::new(VecDeque::new()),
-            fallback: Err(ProviderError::new(kind, "scripted failure")),
-            calls: AtomicU64::new(0),
-        })
-    }
-
-    fn calls(&self) -> u64 {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    fn next(&self) -> Result<ChatResponse, ProviderError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.script
-            .lock()
-            .pop_front()
-            .unwrap_or_else(|| self.fallback.clone())
-    }
-}
-
-fn response(text: &str, (input, output): (u64, u64)) -> ChatResponse {
-    ChatResponse {
-        model: "m".into(),
-        content: text.into(),
-        finish_reason: Some("stop".into()),
-        usage: Some(Usage {
-            input_tokens: input,
-            output_tokens: output,
-        }),
-    }
-}
-
-#[async_trait]
-impl Adapter for Scripted {
-    async fn complete(
-        &self,
-        _request: &ChatRequest,
-        _timeout: Duration,
-    ) -> Result<ChatResponse, ProviderError> {
-        self.next()
-    }
-
-    async fn stream(
-        &self,
-        _request: &ChatRequest,
-        _timeout: Duration,
-    ) -> Result<EventStream, ProviderError> {
-        let answer = self.next()?;
-        let mut events = vec![Ok(StreamEvent::Delta(answer.content.clone()))];
-        events.push(Ok(StreamEvent::Finish(answer.finish_reason.clone())));
-        if let Some(usage) = answer.usage {
-            events.push(Ok(StreamEvent::Usage(usage)));
-        }
-        Ok(Box::pin(futures::stream::iter(events)))
-    }
-}
+use crate::gateway::testing::Scripted;
 
 fn provider_config(name: &str, priority: u32, monthly_usd: f64) -> ProviderConfig {
     ProviderConfig {

@@ -701,3 +701,58 @@ pub async fn feedback(
         json!({ "request_id": body.request_id, "position": result.position }),
     ))
 }
+
+/// Body of `POST /api/v1/admin/run-benchmarks` (all fields optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBenchmarksBody {
+    /// Categories to run (default: all six).
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Providers to run them on (default: all).
+    #[serde(default)]
+    pub providers: Vec<String>,
+}
+
+/// `POST /api/v1/admin/run-benchmarks` (admin): starts a run and answers 202 with
+/// its id; results land on stream `benchmarks` and in `GET /api/v1/benchmarks`.
+pub async fn admin_run_benchmarks(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    crate::http::learning::authorize(&state, &headers)?;
+    let scheduler = state.benchmarks.as_ref().ok_or_else(|| {
+        ApiError::unavailable(
+            "no_providers",
+            "benchmarks need providers: add a [[providers]] entry to the config file",
+        )
+    })?;
+    // An empty body means "everything".
+    let body: RunBenchmarksBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RunBenchmarksBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let request = crate::gateway::benchmarks::RunRequest {
+        trigger: "manual".into(),
+        categories: body.categories,
+        providers: body.providers,
+    };
+    use crate::gateway::benchmarks::{BenchmarkError, RunStarted};
+    let started = scheduler.run(request).await.map_err(|error| match error {
+        BenchmarkError::BadRequest(message) => ApiError::bad_request(message),
+        BenchmarkError::Store(error) => error.into(),
+        BenchmarkError::Stopped => ApiError::unavailable("benchmarks_stopped", error.to_string()),
+    })?;
+    let (run_id, status) = match started {
+        RunStarted::Started(id) => (id, "started"),
+        RunStarted::AlreadyRunning(id) => (id, "already_running"),
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "run_id": run_id, "status": status })),
+    )
+        .into_response())
+}

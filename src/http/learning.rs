@@ -508,7 +508,7 @@ pub async fn algo_runs(
 
 /// Checks `Authorization: Bearer <token>` against the env var named by
 /// `server.admin_token_env`, in constant time. 401 otherwise.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let unauthorized = |message: &str| ApiError {
         status: StatusCode::UNAUTHORIZED,
         code: "unauthorized",

@@ -50,6 +50,8 @@ pub struct AppState {
     pub gateway: Option<crate::gateway::service::Gateway>,
     /// Keys accepted on `/v1/*`.
     pub api_keys: crate::gateway::keys::ApiKeys,
+    /// The benchmark scheduler; `None` without providers.
+    pub benchmarks: Option<crate::gateway::benchmarks::BenchmarkScheduler>,
 }
 
 /// Builds the router with its limits.
@@ -97,6 +99,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/provider-health", get(gateway::providers_health))
         .route("/api/v1/budget/check", post(gateway::budget_check))
         .route("/api/v1/budget/status", get(gateway::budget_status))
+        .route(
+            "/api/v1/admin/run-benchmarks",
+            post(gateway::admin_run_benchmarks),
+        )
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(body_limit))
