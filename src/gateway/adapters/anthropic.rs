@@ -367,3 +367,204 @@ impl Adapter for Anthropic {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::super::fixtures::{self, check_error, drain, fixture, serve, text, Canned, KEY};
+    use crate::gateway::types::{ErrorKind, StreamEvent, Usage};
+
+    fn expected_body(stream: bool) -> serde_json::Value {
+        let mut body = json!({
+            "model": "claude-3-5-sonnet-20241022",
+            "max_tokens": 64,
+            "system": "You are terse.",
+            "messages": [
+                {"role": "user", "content": "Hello"},
+                {"role": "assistant", "content": "Hi."},
+                {"role": "user", "content": "Why is the sky blue?"},
+            ],
+            "temperature": 0.5,
+            "top_p": 0.9,
+            "stop_sequences": ["\n\n"],
+        });
+        if stream {
+            body["stream"] = json!(true);
+        }
+        body
+    }
+
+    #[tokio::test]
+    async fn complete_parses_the_documented_message() {
+        let server = serve(Canned::json(200, fixture("anthropic", "complete.json"))).await;
+        let adapter = fixtures::adapter("anthropic", &server);
+        let answer = adapter
+            .complete(
+                &fixtures::request("claude-3-5-sonnet-20241022"),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("answers");
+        assert_eq!(answer.content, "Hi! My name is Claude.");
+        assert_eq!(answer.model, "claude-3-5-sonnet-20241022");
+        assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            answer.usage,
+            Some(Usage {
+                input_tokens: 2095,
+                output_tokens: 503
+            })
+        );
+        let sent = server.one();
+        assert_eq!(sent.uri.path(), "/v1/messages");
+        assert_eq!(sent.header("x-api-key"), Some(KEY));
+        assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+        assert_eq!(sent.header("authorization"), None);
+        assert_eq!(sent.body, expected_body(false));
+    }
+
+    #[tokio::test]
+    async fn stream_decodes_the_documented_events() {
+        let server = serve(Canned::new(
+            200,
+            "text/event-stream",
+            fixture("anthropic", "stream.sse"),
+        ))
+        .await;
+        let (events, error) = drain(
+            fixtures::adapter("anthropic", &server).as_ref(),
+            &fixtures::request("claude-3-5-sonnet-20241022"),
+        )
+        .await
+        .expect("opens");
+        assert_eq!(error, None);
+        assert_eq!(
+            events,
+            [
+                StreamEvent::Delta("Hello".into()),
+                StreamEvent::Delta("!".into()),
+                StreamEvent::Finish(Some("stop".into())),
+                StreamEvent::Usage(Usage {
+                    input_tokens: 25,
+                    output_tokens: 15
+                }),
+            ]
+        );
+        assert_eq!(server.one().body, expected_body(true));
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_message_stop_is_malformed() {
+        let whole = String::from_utf8(fixture("anthropic", "stream.sse")).expect("utf-8");
+        let cut = whole
+            .split("event: message_stop")
+            .next()
+            .expect("prefix")
+            .to_owned();
+        let server = serve(Canned::new(200, "text/event-stream", cut.into_bytes())).await;
+        let (events, error) = drain(
+            fixtures::adapter("anthropic", &server).as_ref(),
+            &fixtures::request("m"),
+        )
+        .await
+        .expect("opens");
+        assert_eq!(text(&events), "Hello!");
+        let error = error.expect("truncated");
+        assert_eq!(error.kind, ErrorKind::Malformed);
+        assert!(error.message.contains("message_stop"));
+    }
+
+    #[tokio::test]
+    async fn the_documented_error_event_is_a_server_failure() {
+        let server = serve(Canned::new(
+            200,
+            "text/event-stream",
+            fixture("anthropic", "stream_error.sse"),
+        ))
+        .await;
+        let (events, error) = drain(
+            fixtures::adapter("anthropic", &server).as_ref(),
+            &fixtures::request("m"),
+        )
+        .await
+        .expect("opens");
+        assert!(events.is_empty());
+        let error = error.expect("error event");
+        assert_eq!(error.kind, ErrorKind::Server);
+        assert!(error.message.contains("overloaded_error: Overloaded"));
+    }
+
+    #[tokio::test]
+    async fn documented_errors_classify() {
+        check_error(
+            "anthropic",
+            401,
+            "error_401.json",
+            ErrorKind::Auth,
+            "authentication_error: invalid x-api-key",
+        )
+        .await;
+        let limited = check_error(
+            "anthropic",
+            429,
+            "error_429.json",
+            ErrorKind::RateLimited,
+            "rate_limit_error: Number of request tokens",
+        )
+        .await;
+        assert!(limited.message.ends_with('…'), "long messages are cut");
+        check_error(
+            "anthropic",
+            500,
+            "error_500.json",
+            ErrorKind::Server,
+            "api_error: Internal server error",
+        )
+        .await;
+        check_error(
+            "anthropic",
+            529,
+            "error_529.json",
+            ErrorKind::Server,
+            "overloaded_error",
+        )
+        .await;
+        check_error(
+            "anthropic",
+            400,
+            "error_400.json",
+            ErrorKind::BadRequest,
+            "max_tokens: Field required",
+        )
+        .await;
+    }
+
+    #[test]
+    fn cached_prompt_tokens_count_as_input_and_reasons_map() {
+        let body = br#"{"model":"m","content":[{"type":"thinking","thinking":"..."},
+            {"type":"text","text":"a"},{"type":"tool_use","id":"t","name":"f","input":{}},
+            {"type":"text","text":"b"}],"stop_reason":"max_tokens",
+            "usage":{"input_tokens":10,"cache_creation_input_tokens":5,
+            "cache_read_input_tokens":100,"output_tokens":7}}"#;
+        let reporter = super::Reporter {
+            protocol: "anthropic",
+            key: super::ApiKey::default(),
+        };
+        let answer = super::parse(body, &fixtures::request("m"), &reporter).expect("parses");
+        assert_eq!(answer.content, "ab");
+        assert_eq!(answer.finish_reason.as_deref(), Some("length"));
+        assert_eq!(
+            answer.usage,
+            Some(Usage {
+                input_tokens: 115,
+                output_tokens: 7
+            })
+        );
+        assert_eq!(super::finish_reason("tool_use"), "tool_calls");
+        assert_eq!(super::finish_reason("refusal"), "content_filter");
+        assert_eq!(super::finish_reason("pause_turn"), "pause_turn");
+    }
+}

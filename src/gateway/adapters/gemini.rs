@@ -349,3 +349,207 @@ impl Adapter for Gemini {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::super::fixtures::{self, check_error, drain, fixture, serve, text, Canned, KEY};
+    use crate::gateway::types::{ErrorKind, StreamEvent, Usage};
+
+    fn expected_body() -> serde_json::Value {
+        json!({
+            "contents": [
+                {"role": "user", "parts": [{"text": "Hello"}]},
+                {"role": "model", "parts": [{"text": "Hi."}]},
+                {"role": "user", "parts": [{"text": "Why is the sky blue?"}]},
+            ],
+            "systemInstruction": {"parts": [{"text": "You are terse."}]},
+            "generationConfig": {
+                "maxOutputTokens": 64,
+                "temperature": 0.5,
+                "topP": 0.9,
+                "stopSequences": ["\n\n"],
+            },
+        })
+    }
+
+    #[tokio::test]
+    async fn complete_parses_the_documented_response() {
+        let server = serve(Canned::json(200, fixture("gemini", "complete.json"))).await;
+        let answer = fixtures::adapter("gemini", &server)
+            .complete(
+                &fixtures::request("gemini-2.5-flash"),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("answers");
+        assert!(answer.content.starts_with("AI works by learning patterns"));
+        assert_eq!(answer.model, "gemini-2.5-flash");
+        assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
+        // Thinking tokens are billed as output.
+        assert_eq!(
+            answer.usage,
+            Some(Usage {
+                input_tokens: 4,
+                output_tokens: 16 + 987
+            })
+        );
+        let sent = server.one();
+        assert_eq!(
+            sent.uri.path(),
+            "/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(sent.uri.query(), None);
+        assert_eq!(sent.header("x-goog-api-key"), Some(KEY));
+        assert_eq!(sent.header("authorization"), None);
+        assert_eq!(sent.body, expected_body());
+    }
+
+    #[tokio::test]
+    async fn stream_decodes_the_documented_chunks() {
+        let server = serve(Canned::new(
+            200,
+            "text/event-stream",
+            fixture("gemini", "stream.sse"),
+        ))
+        .await;
+        let (events, error) = drain(
+            fixtures::adapter("gemini", &server).as_ref(),
+            &fixtures::request("models/gemini-2.0-flash"),
+        )
+        .await
+        .expect("opens");
+        assert_eq!(error, None);
+        assert_eq!(
+            text(&events),
+            "The sky is blue because air scatters blue light more than red light."
+        );
+        assert_eq!(
+            events[events.len() - 2..],
+            [
+                StreamEvent::Finish(Some("stop".into())),
+                StreamEvent::Usage(Usage {
+                    input_tokens: 8,
+                    output_tokens: 17
+                }),
+            ]
+        );
+        let sent = server.one();
+        assert_eq!(
+            sent.uri.path(),
+            "/v1beta/models/gemini-2.0-flash:streamGenerateContent"
+        );
+        assert_eq!(sent.uri.query(), Some("alt=sse"));
+        assert_eq!(sent.body, expected_body());
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_a_final_candidate_is_malformed() {
+        let whole = String::from_utf8(fixture("gemini", "stream.sse")).expect("utf-8");
+        let events: Vec<&str> = whole.split_inclusive("\r\n\r\n").collect();
+        let cut = events[..events.len() - 1].concat();
+        let server = serve(Canned::new(200, "text/event-stream", cut.into_bytes())).await;
+        let (events, error) = drain(
+            fixtures::adapter("gemini", &server).as_ref(),
+            &fixtures::request("m"),
+        )
+        .await
+        .expect("opens");
+        assert_eq!(text(&events), "The sky is blue because air scatters blue");
+        let error = error.expect("truncated");
+        assert_eq!(error.kind, ErrorKind::Malformed);
+        assert!(error.message.contains("finishReason"));
+    }
+
+    #[tokio::test]
+    async fn documented_errors_classify() {
+        check_error(
+            "gemini",
+            401,
+            "error_401.json",
+            ErrorKind::Auth,
+            "UNAUTHENTICATED: Request had invalid authentication",
+        )
+        .await;
+        check_error(
+            "gemini",
+            400,
+            "error_400_api_key.json",
+            ErrorKind::Auth,
+            "API key not valid",
+        )
+        .await;
+        check_error(
+            "gemini",
+            429,
+            "error_429.json",
+            ErrorKind::RateLimited,
+            "RESOURCE_EXHAUSTED: You exceeded your current quota",
+        )
+        .await;
+        check_error(
+            "gemini",
+            500,
+            "error_500.json",
+            ErrorKind::Server,
+            "INTERNAL: An internal error",
+        )
+        .await;
+        check_error(
+            "gemini",
+            400,
+            "error_400.json",
+            ErrorKind::BadRequest,
+            "contents is not specified",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_429_without_retry_after_uses_retry_info() {
+        let server = serve(Canned::json(429, fixture("gemini", "error_429.json"))).await;
+        let error = fixtures::adapter("gemini", &server)
+            .complete(&fixtures::request("m"), Duration::from_secs(5))
+            .await
+            .expect_err("429");
+        assert_eq!(error.retry_after, Some(Duration::from_secs(22)));
+    }
+
+    #[tokio::test]
+    async fn a_blocked_prompt_is_a_content_filter_finish() {
+        let body = br#"{"promptFeedback":{"blockReason":"SAFETY"},
+            "usageMetadata":{"promptTokenCount":5,"totalTokenCount":5}}"#;
+        let server = serve(Canned::json(200, body.to_vec())).await;
+        let adapter = fixtures::adapter("gemini", &server);
+        let answer = adapter
+            .complete(&fixtures::request("m"), Duration::from_secs(5))
+            .await
+            .expect("a block is an answer");
+        assert_eq!(answer.content, "");
+        assert_eq!(answer.finish_reason.as_deref(), Some("content_filter"));
+        let server = serve(Canned::new(
+            200,
+            "text/event-stream",
+            format!(
+                "data: {}\r\n\r\n",
+                String::from_utf8_lossy(body).replace('\n', " ")
+            )
+            .into_bytes(),
+        ))
+        .await;
+        let (events, error) = drain(
+            fixtures::adapter("gemini", &server).as_ref(),
+            &fixtures::request("m"),
+        )
+        .await
+        .expect("opens");
+        assert_eq!(error, None);
+        assert_eq!(
+            events[0],
+            StreamEvent::Finish(Some("content_filter".into()))
+        );
+    }
+}

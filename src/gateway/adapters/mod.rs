@@ -26,6 +26,8 @@ use crate::config::ProviderConfig;
 
 mod anthropic;
 mod classify;
+#[cfg(test)]
+mod fixtures;
 mod gemini;
 mod ollama;
 mod openai;

@@ -215,3 +215,167 @@ impl Adapter for Ollama {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::super::fixtures::{self, check_error, drain, fixture, serve, text, Canned, KEY};
+    use crate::gateway::types::{ErrorKind, StreamEvent, Usage};
+
+    fn expected_body(stream: bool) -> serde_json::Value {
+        json!({
+            "model": "llama3.2",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "Hello"},
+                {"role": "assistant", "content": "Hi."},
+                {"role": "user", "content": "Why is the sky blue?"},
+            ],
+            "stream": stream,
+            "options": {"num_predict": 64, "temperature": 0.5, "top_p": 0.9, "stop": ["\n\n"]},
+        })
+    }
+
+    #[tokio::test]
+    async fn complete_parses_the_documented_response() {
+        let server = serve(Canned::json(200, fixture("ollama", "complete.json"))).await;
+        let answer = fixtures::adapter("ollama", &server)
+            .complete(&fixtures::request("llama3.2"), Duration::from_secs(5))
+            .await
+            .expect("answers");
+        assert_eq!(answer.content, "Hello! How are you today?");
+        assert_eq!(answer.model, "llama3.2");
+        assert_eq!(
+            answer.finish_reason, None,
+            "the documented example has none"
+        );
+        assert_eq!(
+            answer.usage,
+            Some(Usage {
+                input_tokens: 26,
+                output_tokens: 298
+            })
+        );
+        let sent = server.one();
+        assert_eq!(sent.uri.path(), "/api/chat");
+        assert_eq!(
+            sent.header("authorization"),
+            Some(&*format!("Bearer {KEY}"))
+        );
+        assert_eq!(sent.body, expected_body(false));
+    }
+
+    #[tokio::test]
+    async fn stream_decodes_the_documented_lines() {
+        let server = serve(Canned::new(
+            200,
+            "application/x-ndjson",
+            fixture("ollama", "stream.ndjson"),
+        ))
+        .await;
+        let (events, error) = drain(
+            fixtures::adapter("ollama", &server).as_ref(),
+            &fixtures::request("llama3.2"),
+        )
+        .await
+        .expect("opens");
+        assert_eq!(error, None);
+        assert_eq!(text(&events), "The sky is blue.");
+        assert_eq!(
+            events[events.len() - 2..],
+            [
+                StreamEvent::Finish(Some("stop".into())),
+                StreamEvent::Usage(Usage {
+                    input_tokens: 26,
+                    output_tokens: 282
+                }),
+            ]
+        );
+        assert_eq!(server.one().body, expected_body(true));
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_done_is_malformed() {
+        let whole = String::from_utf8(fixture("ollama", "stream.ndjson")).expect("utf-8");
+        let lines: Vec<&str> = whole.lines().collect();
+        let cut = lines[..lines.len() - 1].join("\n");
+        let server = serve(Canned::new(200, "application/x-ndjson", cut.into_bytes())).await;
+        let (events, error) = drain(
+            fixtures::adapter("ollama", &server).as_ref(),
+            &fixtures::request("m"),
+        )
+        .await
+        .expect("opens");
+        assert_eq!(text(&events), "The sky is blue.");
+        assert_eq!(error.map(|e| e.kind), Some(ErrorKind::Malformed));
+    }
+
+    #[tokio::test]
+    async fn the_documented_mid_stream_error_fails_the_stream() {
+        let server = serve(Canned::new(
+            200,
+            "application/x-ndjson",
+            fixture("ollama", "stream_error.ndjson"),
+        ))
+        .await;
+        let (events, error) = drain(
+            fixtures::adapter("ollama", &server).as_ref(),
+            &fixtures::request("m"),
+        )
+        .await
+        .expect("opens");
+        assert_eq!(text(&events), " Yes.");
+        let error = error.expect("error line");
+        assert_eq!(error.kind, ErrorKind::Server);
+        assert!(error
+            .message
+            .contains("an error was encountered while running the model"));
+    }
+
+    #[tokio::test]
+    async fn documented_errors_classify() {
+        check_error(
+            "ollama",
+            401,
+            "error_401.json",
+            ErrorKind::Auth,
+            "unauthorized",
+        )
+        .await;
+        check_error(
+            "ollama",
+            429,
+            "error_429.json",
+            ErrorKind::RateLimited,
+            "too many requests",
+        )
+        .await;
+        check_error(
+            "ollama",
+            500,
+            "error_500.json",
+            ErrorKind::Server,
+            "the model failed to generate a response",
+        )
+        .await;
+        check_error(
+            "ollama",
+            400,
+            "error_400.json",
+            ErrorKind::BadRequest,
+            "model is required",
+        )
+        .await;
+        check_error(
+            "ollama",
+            404,
+            "error_404.json",
+            ErrorKind::BadRequest,
+            "not found, try pulling it first",
+        )
+        .await;
+    }
+}

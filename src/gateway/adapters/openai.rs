@@ -244,3 +244,176 @@ impl Adapter for OpenAi {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::Method;
+    use serde_json::json;
+
+    use super::super::fixtures::{self, check_error, drain, fixture, serve, text, Canned, KEY};
+    use crate::gateway::types::{ErrorKind, StreamEvent, Usage};
+
+    fn expected_body(stream: bool) -> serde_json::Value {
+        let mut body = json!({
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "Hello"},
+                {"role": "assistant", "content": "Hi."},
+                {"role": "user", "content": "Why is the sky blue?"},
+            ],
+            "max_tokens": 64,
+            "temperature": 0.5,
+            "top_p": 0.9,
+            "stop": ["\n\n"],
+            "stream": stream,
+        });
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        body
+    }
+
+    #[tokio::test]
+    async fn complete_parses_the_documented_answer() {
+        let server = serve(Canned::json(200, fixture("openai", "complete.json"))).await;
+        let adapter = fixtures::adapter("openai", &server);
+        let answer = adapter
+            .complete(&fixtures::request("gpt-4o-mini"), Duration::from_secs(5))
+            .await
+            .expect("answers");
+        assert_eq!(
+            answer.content,
+            "\n\nHello there, how may I assist you today?"
+        );
+        assert_eq!(answer.model, "gpt-4o-mini");
+        assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            answer.usage,
+            Some(Usage {
+                input_tokens: 9,
+                output_tokens: 12
+            })
+        );
+        let sent = server.one();
+        assert_eq!(sent.method, Method::POST);
+        assert_eq!(sent.uri.path(), "/v1/chat/completions");
+        assert_eq!(
+            sent.header("authorization"),
+            Some(&*format!("Bearer {KEY}"))
+        );
+        assert_eq!(sent.header("content-type"), Some("application/json"));
+        assert_eq!(sent.body, expected_body(false));
+    }
+
+    #[tokio::test]
+    async fn stream_decodes_the_documented_chunks() {
+        let server = serve(Canned::new(
+            200,
+            "text/event-stream",
+            fixture("openai", "stream.sse"),
+        ))
+        .await;
+        let adapter = fixtures::adapter("openai", &server);
+        let (events, error) = drain(adapter.as_ref(), &fixtures::request("gpt-4o-mini"))
+            .await
+            .expect("opens");
+        assert_eq!(error, None);
+        assert_eq!(text(&events), "Hello! How can I help?");
+        assert_eq!(
+            events[events.len() - 2..],
+            [
+                StreamEvent::Finish(Some("stop".into())),
+                StreamEvent::Usage(Usage {
+                    input_tokens: 9,
+                    output_tokens: 7
+                }),
+            ]
+        );
+        let sent = server.one();
+        assert_eq!(sent.uri.path(), "/v1/chat/completions");
+        assert_eq!(sent.body, expected_body(true));
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_done_is_malformed() {
+        let whole = String::from_utf8(fixture("openai", "stream.sse")).expect("utf-8");
+        let cut = whole.replace("data: [DONE]\n\n", "");
+        let server = serve(Canned::new(200, "text/event-stream", cut.into_bytes())).await;
+        let (events, error) = drain(
+            fixtures::adapter("openai", &server).as_ref(),
+            &fixtures::request("m"),
+        )
+        .await
+        .expect("opens");
+        assert_eq!(text(&events), "Hello! How can I help?");
+        let error = error.expect("fails at the end");
+        assert_eq!(error.kind, ErrorKind::Malformed);
+        assert!(error.message.contains("[DONE]"), "{}", error.message);
+    }
+
+    #[tokio::test]
+    async fn an_error_chunk_ends_the_stream() {
+        let body = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n\
+            data: {\"error\":{\"message\":\"upstream failed\",\"type\":\"server_error\"}}\n\n";
+        let server = serve(Canned::new(200, "text/event-stream", body.to_vec())).await;
+        let (events, error) = drain(
+            fixtures::adapter("openai", &server).as_ref(),
+            &fixtures::request("m"),
+        )
+        .await
+        .expect("opens");
+        assert_eq!(text(&events), "Hi");
+        let error = error.expect("fails");
+        assert_eq!(error.kind, ErrorKind::Server);
+        assert!(error.message.contains("upstream failed"));
+    }
+
+    #[tokio::test]
+    async fn documented_errors_classify() {
+        check_error(
+            "openai",
+            401,
+            "error_401.json",
+            ErrorKind::Auth,
+            "Incorrect API key provided",
+        )
+        .await;
+        check_error(
+            "openai",
+            429,
+            "error_429.json",
+            ErrorKind::RateLimited,
+            "Rate limit reached",
+        )
+        .await;
+        check_error(
+            "openai",
+            500,
+            "error_500.json",
+            ErrorKind::Server,
+            "server_error: The server had an error",
+        )
+        .await;
+        check_error(
+            "openai",
+            400,
+            "error_400.json",
+            ErrorKind::BadRequest,
+            "Invalid 'max_tokens'",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_choices_is_malformed() {
+        let server = serve(Canned::json(200, br#"{"id":"x","choices":[]}"#.to_vec())).await;
+        let error = fixtures::adapter("openai", &server)
+            .complete(&fixtures::request("m"), Duration::from_secs(5))
+            .await
+            .expect_err("no choices");
+        assert_eq!(error.kind, ErrorKind::Malformed);
+    }
+}
