@@ -38,6 +38,9 @@ pub const DRIP_MS_MAX: u64 = 60_000;
 pub const COMPLETION_TOKENS_MAX: u32 = 100_000;
 /// Most models in `--models`.
 pub const MODELS_MAX: usize = 64;
+/// How long a `hang` fault holds a request at most, so a forgotten mock cannot
+/// hold sockets forever.
+const HANG_MAX: Duration = Duration::from_secs(3600);
 
 /// What the mock does to a request picked by `error_rate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -516,10 +519,6 @@ async fn stop_signal() {
         () = terminate => {}
     }
 }
-
-/// How long a hanging request waits at most, so a forgotten mock cannot hold
-/// sockets forever.
-const HANG_MAX: Duration = Duration::from_secs(3600);
 
 #[cfg(test)]
 mod tests {

@@ -453,6 +453,27 @@ async fn a_success_that_does_not_parse_is_malformed() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_not_followed() {
+    // Following it would carry the key header to wherever `location` points.
+    let mut canned = Canned::json(307, Vec::new());
+    canned
+        .headers
+        .push(("location", "http://127.0.0.1:9/steal".into()));
+    for (kind, _) in KINDS {
+        let server = serve(canned.clone()).await;
+        let error = adapter(kind, &server)
+            .complete(&request("m"), Duration::from_secs(5))
+            .await
+            .expect_err("a redirect fails");
+        assert_eq!(
+            (error.kind, error.status),
+            (ErrorKind::Malformed, Some(307))
+        );
+        assert_eq!(server.recorded().len(), 1);
+    }
+}
+
+#[tokio::test]
 async fn an_empty_stream_is_truncated() {
     for (kind, content_type) in KINDS {
         let server = serve(Canned::new(200, content_type, Vec::new())).await;
@@ -523,8 +544,17 @@ async fn build_reads_the_key_from_the_environment_once() {
 
 #[test]
 fn the_client_installs_no_process_wide_crypto_provider() {
-    // The KurrentDB client installs aws-lc-rs on connect and panics if a provider
-    // is already installed; building our client first must leave none behind.
+    // The KurrentDB client installs aws-lc-rs on connect (the older eventstore
+    // client panics if a provider is already installed; kurrentdb 1.2 keeps the
+    // existing one). Building our client first must leave none behind.
     let _client = super::http_client();
     assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+    #[cfg(feature = "kurrentdb")]
+    {
+        // What the KurrentDB client does on connect; then a client built after it
+        // uses that provider instead of ring.
+        let installed = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        assert!(installed.is_ok(), "nothing was installed before");
+        let _after = super::http_client();
+    }
 }

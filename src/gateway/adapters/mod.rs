@@ -134,7 +134,8 @@ pub(crate) fn build_with_key(
         reason,
     };
     let adapter: Arc<dyn Adapter> = match provider.kind.as_str() {
-        "openai" | "mock" => Arc::new(openai::OpenAi::new(&base, key, client).map_err(bad_key)?),
+        "openai" => Arc::new(openai::OpenAi::new("openai", &base, key, client).map_err(bad_key)?),
+        "mock" => Arc::new(openai::OpenAi::new("mock", &base, key, client).map_err(bad_key)?),
         "anthropic" => Arc::new(anthropic::Anthropic::new(&base, key, client).map_err(bad_key)?),
         "gemini" => Arc::new(gemini::Gemini::new(&base, key, client).map_err(bad_key)?),
         "ollama" => Arc::new(ollama::Ollama::new(&base, key, client).map_err(bad_key)?),
@@ -202,6 +203,11 @@ pub fn http_client() -> reqwest::Client {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .tcp_keepalive(Duration::from_secs(60))
             .user_agent(concat!("tutorlog/", env!("CARGO_PKG_VERSION")))
+            // A provider API never redirects a POST. Following one would also send
+            // `x-api-key` / `x-goog-api-key` to the new host: reqwest strips only
+            // `Authorization` and cookies on a cross-host redirect. A 3xx is
+            // classified `Malformed` instead.
+            .redirect(reqwest::redirect::Policy::none())
     };
     builder().build().unwrap_or_else(|error| {
         // Only TLS initialisation can fail here; reqwest's own default would

@@ -31,13 +31,15 @@ pub(crate) struct OpenAi {
 }
 
 impl OpenAi {
+    /// `protocol` names it in messages: `openai`, or `mock` for the mock.
     pub(crate) fn new(
+        protocol: &'static str,
         base: &Url,
         key: ApiKey,
         client: reqwest::Client,
     ) -> Result<OpenAi, &'static str> {
         Ok(OpenAi {
-            http: Http::new("openai", key, client, Auth::Bearer, &[])?,
+            http: Http::new(protocol, key, client, Auth::Bearer, &[])?,
             url: endpoint(base, &["chat", "completions"]),
         })
     }
@@ -87,6 +89,9 @@ struct Completion {
     choices: Vec<Choice>,
     #[serde(default)]
     usage: Option<WireUsage>,
+    /// Some compatible servers answer a failure with 200 and an `error` object.
+    #[serde(default)]
+    error: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +132,11 @@ fn parse(
     reporter: &Reporter,
 ) -> Result<ChatResponse, ProviderError> {
     let completion: Completion = reporter.json("the answer", bytes)?;
+    if completion.error.is_some() {
+        return Err(reporter.error(Failure::InStream {
+            body: &String::from_utf8_lossy(bytes),
+        }));
+    }
     let Some(choice) = completion.choices.into_iter().next() else {
         return Err(reporter.undecodable("the answer", "no choices"));
     };
@@ -405,6 +415,18 @@ mod tests {
             "Invalid 'max_tokens'",
         )
         .await;
+    }
+
+    #[tokio::test]
+    async fn an_error_object_in_a_200_is_classified_not_parsed() {
+        let body = br#"{"error":{"message":"backend exploded","type":"server_error","code":503}}"#;
+        let server = serve(Canned::json(200, body.to_vec())).await;
+        let error = fixtures::adapter("openai", &server)
+            .complete(&fixtures::request("m"), Duration::from_secs(5))
+            .await
+            .expect_err("an error body");
+        assert_eq!((error.kind, error.status), (ErrorKind::Server, Some(503)));
+        assert!(error.message.contains("backend exploded"));
     }
 
     #[tokio::test]
