@@ -190,9 +190,12 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// TLS: reqwest 0.12's `rustls-tls` builds its `ClientConfig` with the
 /// process-wide rustls crypto provider if one is installed, and otherwise with
 /// ring, passed explicitly (`builder_with_provider`); it never installs one.
-/// So this works before or after the KurrentDB client installs aws-lc-rs on
-/// connect (`--features kurrentdb`), and never makes that install panic. Do not
-/// install a provider here.
+/// It never calls rustls's `ClientConfig::builder()` either, which panics when
+/// both ring and aws-lc-rs are compiled in, as they are with `--features
+/// kurrentdb`. So this works before or after the KurrentDB client installs
+/// aws-lc-rs on connect, and leaves that install to it (kurrentdb 1.2 calls
+/// `install_default().ok()`). Do not install a provider here. The `fixtures`
+/// tests check this in both builds.
 pub fn http_client() -> reqwest::Client {
     let builder = || {
         reqwest::Client::builder()
