@@ -544,9 +544,9 @@ async fn build_reads_the_key_from_the_environment_once() {
 
 #[test]
 fn the_client_installs_no_process_wide_crypto_provider() {
-    // The KurrentDB client installs aws-lc-rs on connect (the older eventstore
-    // client panics if a provider is already installed; kurrentdb 1.2 keeps the
-    // existing one). Building our client first must leave none behind.
+    // The KurrentDB client installs aws-lc-rs on connect, and DESIGN.md warns
+    // that a provider installed before it can make the store client panic.
+    // Building our client first must leave none behind.
     let _client = super::http_client();
     assert!(rustls::crypto::CryptoProvider::get_default().is_none());
     #[cfg(feature = "kurrentdb")]
