@@ -48,6 +48,9 @@ pub enum Command {
     /// Print a view (mastery, algo_runs, stream_stats) as of a position or time, as
     /// the daemon serves it at /api/v1/views/{name}.
     Replay(crate::commands::replay::ReplayArgs),
+    /// Run the mock LLM provider (OpenAI-compatible, for tests and benchmarks;
+    /// docs/mock-provider.md).
+    MockProvider(crate::mock_provider::MockProviderArgs),
     /// Validate a configuration file and print the effective configuration.
     Config {
         /// Config subcommand.
