@@ -71,6 +71,8 @@ pub const MESSAGE_BYTES_MAX: usize = 512 * 1024;
 pub const TOKENS_PER_MESSAGE: u64 = 4;
 /// Sessions remembered for continuity at most.
 pub const SESSIONS_MAX: usize = 100_000;
+/// Calls a provider must have had before its success rate counts in routing.
+pub const ROUTING_MIN_SAMPLES: u64 = 20;
 /// Request recordings in flight at most (each one append); more waits.
 pub const RECORDINGS_IN_FLIGHT_MAX: usize = 4_096;
 
@@ -144,8 +146,10 @@ impl ProviderStats {
         }
     }
 
+    /// `None` until [`ROUTING_MIN_SAMPLES`] calls: a few early failures are the
+    /// circuit breaker's business, not a reason to reorder providers.
     fn success_rate(&self) -> Option<f64> {
-        (self.calls.load(Ordering::Acquire) > 0)
+        (self.calls.load(Ordering::Acquire) >= ROUTING_MIN_SAMPLES)
             .then(|| self.success_ppm.load(Ordering::Acquire) as f64 / 1e6)
     }
 

@@ -17,8 +17,10 @@
 //!    0.3·speed + 0.2·cost`, times the recent success rate, plus a small bonus for
 //!    configured priority (`0.05 × (ranks − rank) / ranks`, lower priority numbers
 //!    rank first) so that with no data at all the configured order decides. Quality
-//!    is the latest benchmark score for the category (0–100, 50 when unknown);
-//!    speed is `1 / (1 + latency_s)` (0.5 when unknown); cost is
+//!    is the latest benchmark score for the category (0–100); speed is
+//!    `1 / (1 + latency_s)`; a candidate without one gets the mean of the others'
+//!    (50 and 0.5 when nobody has one), so no history is neither a bonus nor a
+//!    penalty; cost is
 //!    `1 / (1 + estimate in thousandths of a dollar)`. Ties break on priority, then
 //!    name, so the decision is deterministic.
 
@@ -82,11 +84,36 @@ pub struct RouteDecision {
     pub reason: &'static str,
 }
 
-fn score(candidate: &CandidateInput, rank: usize, ranks: usize) -> f64 {
-    let quality = candidate.quality.unwrap_or(50.0).clamp(0.0, 100.0) / 100.0;
-    let speed = candidate
-        .latency_ms
-        .map_or(0.5, |ms| 1.0 / (1.0 + ms.max(0.0) / 1000.0));
+fn speed_of(latency_ms: f64) -> f64 {
+    1.0 / (1.0 + latency_ms.max(0.0) / 1000.0)
+}
+
+/// The mean of the known values, for candidates that have none: a provider with
+/// no history yet is neither favoured nor penalised.
+fn neutral(values: impl Iterator<Item = Option<f64>>, default: f64) -> f64 {
+    let (sum, count) = values
+        .flatten()
+        .fold((0.0, 0u32), |(s, c), v| (s + v, c + 1));
+    if count == 0 {
+        default
+    } else {
+        sum / f64::from(count)
+    }
+}
+
+fn score(
+    candidate: &CandidateInput,
+    rank: usize,
+    ranks: usize,
+    neutral_quality: f64,
+    neutral_speed: f64,
+) -> f64 {
+    let quality = candidate
+        .quality
+        .unwrap_or(neutral_quality)
+        .clamp(0.0, 100.0)
+        / 100.0;
+    let speed = candidate.latency_ms.map_or(neutral_speed, speed_of);
     let cost = 1.0 / (1.0 + candidate.estimate_micros as f64 / 1000.0);
     let reliability = candidate.success_rate.unwrap_or(1.0).clamp(0.0, 1.0);
     let bonus = PRIORITY_BONUS * (ranks - rank) as f64 / ranks.max(1) as f64;
@@ -100,12 +127,20 @@ pub fn route(request: RouteRequest<'_>, candidates: &[CandidateInput]) -> RouteD
     priorities.dedup();
     let ranks = priorities.len();
     let rank_of = |p: u32| priorities.iter().position(|&q| q == p).unwrap_or(ranks);
+    let neutral_quality = neutral(candidates.iter().map(|c| c.quality), 50.0);
+    let neutral_speed = neutral(candidates.iter().map(|c| c.latency_ms.map(speed_of)), 0.5);
 
     let mut scored: Vec<(usize, f64, bool, String)> = candidates
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let s = score(c, rank_of(c.priority), ranks);
+            let s = score(
+                c,
+                rank_of(c.priority),
+                ranks,
+                neutral_quality,
+                neutral_speed,
+            );
             let (eligible, reason) = if !c.circuit_allows {
                 (false, format!("circuit {}", c.circuit_phase))
             } else if !c.affordable {
@@ -306,6 +341,19 @@ mod tests {
         input[1].circuit_allows = false;
         req.sticky = Some(("sticky", "coding"));
         assert_eq!(names(&route(req, &input), &input), ["best"]);
+    }
+
+    #[test]
+    fn a_provider_without_history_is_neither_favoured_nor_penalised() {
+        let mut measured = candidate("measured", 2);
+        measured.latency_ms = Some(1.0);
+        measured.quality = Some(70.0);
+        let input = [measured, candidate("new", 1)];
+        // Same (neutral) terms, so the better priority goes first.
+        assert_eq!(
+            names(&route(request("general"), &input), &input),
+            ["new", "measured"]
+        );
     }
 
     #[test]

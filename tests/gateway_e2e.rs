@@ -1,0 +1,181 @@
+//! End-to-end gateway tests: the real daemon in front of real mock-provider
+//! processes on loopback.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{chat_body, client, gateway_toml, mock_provider_toml, Daemon, Mock, API_KEY};
+
+/// Each call: 10 prompt tokens at 1,000 µ$ + 16 completion tokens at 2,000 µ$.
+const CALL_MICROS: u64 = 10 * 1_000 + 16 * 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_provider_opens_its_circuit_fails_over_and_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flaky = Mock::start(&["--error-rate", "1", "--fault", "http500"]);
+    let steady = Mock::start(&[]);
+    let config = format!(
+        "{}{}{}",
+        gateway_toml("strict"),
+        mock_provider_toml("flaky", &flaky.base_url(), 1, 0.0, 1),
+        mock_provider_toml("steady", &steady.base_url(), 2, 0.0, 1),
+    );
+    let daemon = Daemon::start(dir.path(), &config).await;
+
+    // Every client call succeeds: the first five through a failover.
+    let mut served_by = Vec::new();
+    for i in 0..8 {
+        let (status, body) = daemon
+            .post(
+                "/v1/chat/completions",
+                &chat_body(&format!("hello {i}"), 16),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        served_by.push((
+            body["tutorlog"]["provider"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            body["tutorlog"]["attempts"].as_u64().unwrap_or(0),
+        ));
+    }
+    assert!(
+        served_by.iter().all(|(p, _)| p == "steady"),
+        "{served_by:?}"
+    );
+    let failovers = served_by.iter().filter(|(_, a)| *a == 2).count();
+    assert_eq!(
+        failovers, 5,
+        "five failures open the circuit: {served_by:?}"
+    );
+    let (_, health) = daemon.get("/api/v1/provider-health").await;
+    let flaky_state = &health["providers"][0];
+    assert_eq!(flaky_state["provider"], "flaky");
+    assert_eq!(flaky_state["state"], "open", "{health}");
+
+    // The mock recovers; after open_secs (1 s) trial calls close the circuit.
+    let (status, _) = post_json(
+        &format!("{}/mock/config", flaky.url),
+        &json!({"error_rate": 0.0}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut back = false;
+    while Instant::now() < deadline {
+        let (status, body) = daemon
+            .post("/v1/chat/completions", &chat_body("again", 16))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (_, health) = daemon.get("/api/v1/provider-health").await;
+        if health["providers"][0]["state"] == "closed" {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "half-open trials closed the circuit");
+    let (_, body) = daemon
+        .post("/v1/chat/completions", &chat_body("after", 16))
+        .await;
+    assert_eq!(
+        body["tutorlog"]["provider"], "flaky",
+        "priority order again: {body}"
+    );
+
+    // The transitions are in the log, with their causes.
+    let events = daemon.tool(&["events", "--stream", "circuit-flaky"]);
+    let transitions: Vec<String> = events
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|e| e["event_type"].as_str().map(str::to_owned))
+        .filter(|t| t.starts_with("circuit."))
+        .collect();
+    assert_eq!(
+        transitions,
+        ["circuit.opened", "circuit.half_opened", "circuit.closed"]
+    );
+    daemon.stop();
+}
+
+async fn post_json(url: &str, body: &Value) -> (u16, Value) {
+    let response = client().post(url).json(body).send().await.expect("POST");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_concurrent_calls_never_overspend_a_budget_for_twenty() {
+    for mode in ["strict", "fast"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mock = Mock::start(&["--prompt-tokens", "10", "--completion-tokens", "16"]);
+        let limit_micros = 20 * CALL_MICROS;
+        let config = format!(
+            "{}{}",
+            gateway_toml(mode),
+            mock_provider_toml("paid", &mock.base_url(), 1, limit_micros as f64 / 1e6, 60),
+        );
+        let daemon = Daemon::start(dir.path(), &config).await;
+        let http = client();
+        let mut calls = Vec::new();
+        for i in 0..500 {
+            let http = http.clone();
+            let url = format!("{}/v1/chat/completions", daemon.url);
+            calls.push(tokio::spawn(async move {
+                let response = http
+                    .post(url)
+                    .bearer_auth(API_KEY)
+                    .json(&chat_body(&format!("q{i}"), 16))
+                    .send()
+                    .await
+                    .expect("send");
+                response.status().as_u16()
+            }));
+        }
+        let mut statuses = std::collections::BTreeMap::new();
+        for call in calls {
+            *statuses.entry(call.await.expect("task")).or_insert(0) += 1;
+        }
+        let ok = statuses.get(&200).copied().unwrap_or(0);
+        let refused = statuses.get(&402).copied().unwrap_or(0);
+        assert!(ok <= 20, "{mode}: {statuses:?}");
+        assert!(
+            ok >= 15,
+            "{mode}: the budget is used, not wasted: {statuses:?}"
+        );
+        assert_eq!(
+            ok + refused,
+            500,
+            "{mode}: every other call is 402: {statuses:?}"
+        );
+        let (_, status) = daemon.get("/api/v1/budget/status").await;
+        let paid = &status["providers"][0];
+        let spent = (paid["spent_usd"].as_f64().unwrap_or(f64::MAX) * 1e6).round() as u64;
+        assert!(
+            spent <= limit_micros,
+            "{mode}: spent {spent} of {limit_micros}"
+        );
+        assert_eq!(
+            spent,
+            ok * CALL_MICROS,
+            "{mode}: priced from the mock's usage"
+        );
+        // The mock's own count of served tokens agrees with the spend.
+        let (_, stats) = get_json(&format!("{}/mock/stats", mock.url)).await;
+        assert_eq!(
+            stats["completion_tokens_served"],
+            json!(ok * 16),
+            "{mode}: {stats}"
+        );
+        daemon.stop();
+    }
+}
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let response = client().get(url).send().await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}

@@ -1,0 +1,246 @@
+//! Shared harness for end-to-end tests: the real `tutorlog` binary as a daemon and
+//! as a mock provider, on loopback ports.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tutorlog");
+/// The admin token the daemons in these tests accept.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+/// The gateway key the daemons in these tests accept.
+pub const API_KEY: &str = "sk-e2e";
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `tutorlog mock-provider`.
+pub struct Mock {
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Mock {
+    /// Starts a mock provider with extra flags; waits for its address line.
+    pub fn start(flags: &[&str]) -> Mock {
+        let mut child = Command::new(BIN)
+            .args(["mock-provider", "--listen", "127.0.0.1:0"])
+            .args(flags)
+            .env("TUTORLOG_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mock-provider");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("mock address line");
+        let url = line.trim().rsplit(' ').next().expect("address").to_owned();
+        assert!(url.starts_with("http://"), "unexpected banner {line:?}");
+        Mock {
+            proc: Proc { child },
+            url,
+        }
+    }
+
+    /// The base URL a provider entry uses for it.
+    pub fn base_url(&self) -> String {
+        format!("{}/v1", self.url)
+    }
+}
+
+/// A running `tutorlog serve`.
+pub struct Daemon {
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Daemon {
+    /// Writes `config` (TOML, without `[server]`) beside `data_dir` and starts
+    /// `serve` on a free port; waits for `/readyz`.
+    pub async fn start(dir: &Path, config: &str) -> Daemon {
+        let port = free_port();
+        let config_path = dir.join("tutorlog.toml");
+        std::fs::write(
+            &config_path,
+            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n\n{config}"),
+        )
+        .expect("write config");
+        Daemon::start_with(dir, &config_path, port).await
+    }
+
+    /// Starts `serve` with an existing config file on `port`.
+    pub async fn start_with(dir: &Path, config: &Path, port: u16) -> Daemon {
+        let data_dir = dir.join("data");
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("TUTORLOG_LOG", "warn")
+            .env("TUTORLOG_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn serve");
+        let daemon = Daemon {
+            proc: Proc { child },
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            config: config.to_path_buf(),
+        };
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(response) = client.get(format!("{}/readyz", daemon.url)).send().await {
+                if response.status() == 200 {
+                    return daemon;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("daemon not ready within 30 s");
+    }
+
+    /// Stops the daemon with SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.proc.child.id();
+        // `kill` sends SIGTERM: the daemon's graceful shutdown path.
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        let status = self.proc.child.wait().expect("wait");
+        assert!(status.success(), "daemon exited with {status}");
+    }
+
+    /// GET a JSON document.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = client()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// POST JSON with the gateway key.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = client()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(API_KEY)
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// POST JSON with the admin token.
+    pub async fn post_admin(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = client()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Runs `tutorlog ARGS --data-dir DIR` and returns stdout.
+    pub fn tool(&self, args: &[&str]) -> String {
+        let output = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("TUTORLOG_LOG", "error")
+            .output()
+            .expect("run tool");
+        assert!(
+            output.status.success(),
+            "tutorlog {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8")
+    }
+}
+
+/// A keep-alive client with TCP_NODELAY.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("client")
+}
+
+/// A chat completion body.
+pub fn chat_body(text: &str, max_tokens: u32) -> serde_json::Value {
+    serde_json::json!({
+        "model": "auto",
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": max_tokens,
+    })
+}
+
+/// A `[[providers]]` entry for a mock at `base_url`.
+pub fn mock_provider_toml(
+    name: &str,
+    base_url: &str,
+    priority: u32,
+    monthly_usd: f64,
+    open_secs: u64,
+) -> String {
+    format!(
+        "[[providers]]\nname = \"{name}\"\nkind = \"mock\"\nbase_url = \"{base_url}\"\npriority = {priority}\ntimeout_ms = 3000\nmonthly_budget_usd = {monthly_usd}\ncircuit = {{ failure_threshold = 5, success_threshold = 2, open_secs = {open_secs}, half_open_max_calls = 3 }}\nmodels = [{{ name = \"mock-1\", input_usd_per_mtok = 1000.0, output_usd_per_mtok = 2000.0 }}]\n\n"
+    )
+}
+
+/// The `[gateway]` section these tests use.
+pub fn gateway_toml(reservations: &str) -> String {
+    format!(
+        "[gateway]\napi_keys = [{{ key = \"{API_KEY}\", user_id = \"e2e\" }}]\nreservations = \"{reservations}\"\ndefault_max_tokens = 16\n\n"
+    )
+}
