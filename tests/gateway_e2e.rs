@@ -179,3 +179,104 @@ async fn get_json(url: &str) -> (u16, Value) {
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+/// The Python interpreter with the `openai` package: `TUTORLOG_E2E_PYTHON`, else
+/// `python3` if it can import it. CI sets `TUTORLOG_E2E_REQUIRE_PYTHON=1`, which
+/// turns a missing client into a failure instead of a skip.
+fn python_with_openai() -> Option<String> {
+    let candidates = std::env::var("TUTORLOG_E2E_PYTHON").into_iter().chain([
+        "target/e2e-venv/bin/python".to_owned(),
+        "python3".to_owned(),
+    ]);
+    for python in candidates {
+        let ok = std::process::Command::new(&python)
+            .args(["-c", "import openai"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(python);
+        }
+    }
+    assert!(
+        std::env::var("TUTORLOG_E2E_REQUIRE_PYTHON").is_err(),
+        "TUTORLOG_E2E_REQUIRE_PYTHON is set but no Python with `openai` was found"
+    );
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_client_works_through_the_gateway_and_spend_is_priced() {
+    let Some(python) = python_with_openai() else {
+        eprintln!("skipped: no Python with the `openai` package (pip install openai, or set TUTORLOG_E2E_PYTHON)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start(&["--prompt-tokens", "10", "--completion-tokens", "16"]);
+    let config = format!(
+        "{}{}",
+        gateway_toml("strict"),
+        mock_provider_toml("mock", &mock.base_url(), 1, 10.0, 60),
+    );
+    let daemon = Daemon::start(dir.path(), &config).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/openai_client.py");
+    let base = format!("{}/v1", daemon.url);
+    // Blocking is fine on its own thread: the daemon is another process.
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&python)
+            .arg(script)
+            .arg(base)
+            .arg(API_KEY)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run python");
+    assert!(
+        output.status.success(),
+        "openai client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).expect("client JSON");
+    let complete = &seen["complete"];
+    assert!(
+        complete["content"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("[mock]")),
+        "{seen}"
+    );
+    assert_eq!(complete["model"], "mock/mock-1");
+    assert_eq!(
+        (
+            complete["prompt_tokens"].as_u64(),
+            complete["completion_tokens"].as_u64()
+        ),
+        (Some(10), Some(16))
+    );
+    let stream = &seen["stream"];
+    assert!(stream["chunks"].as_u64().unwrap_or(0) >= 3, "{seen}");
+    assert!(
+        stream["content"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("[mock]")),
+        "{seen}"
+    );
+    assert_eq!(
+        (
+            stream["prompt_tokens"].as_u64(),
+            stream["completion_tokens"].as_u64()
+        ),
+        (Some(10), Some(16))
+    );
+    assert!(seen["models"]
+        .as_array()
+        .is_some_and(|m| m.contains(&json!("mock/mock-1"))));
+    assert_eq!(seen["unknown_model"], "NotFoundError");
+
+    // Two calls, each priced from the mock's usage.
+    let (_, stats) = get_json(&format!("{}/mock/stats", mock.url)).await;
+    assert_eq!(stats["completion_tokens_served"], json!(32), "{stats}");
+    let (_, status) = daemon.get("/api/v1/budget/status").await;
+    let spent = (status["providers"][0]["spent_usd"].as_f64().unwrap_or(0.0) * 1e6).round() as u64;
+    assert_eq!(spent, 2 * CALL_MICROS, "{status}");
+    daemon.stop();
+}
