@@ -137,6 +137,14 @@ pub struct LearningConfig {
     /// Batch algorithm runs (difficulty recalibration, mistake mining) every this many
     /// seconds; 0 turns the schedule off (they still run on demand).
     pub batch_every_secs: u64,
+    /// Ask an LLM, through the gateway, for tutor feedback on each graded round
+    /// (on top of the rubric's). With no affordable provider the session pauses
+    /// with reason `budget` (or `provider` when none is healthy).
+    pub llm_feedback: bool,
+    /// The gateway model for that feedback: `auto`, `provider/model` or a name.
+    pub llm_feedback_model: String,
+    /// `max_tokens` of a feedback call.
+    pub llm_feedback_max_tokens: u32,
 }
 
 impl Default for LearningConfig {
@@ -148,6 +156,9 @@ impl Default for LearningConfig {
             session_timeout_secs: 3600,
             learner_idle_secs: 60,
             batch_every_secs: 86_400,
+            llm_feedback: false,
+            llm_feedback_model: "auto".into(),
+            llm_feedback_max_tokens: 200,
         }
     }
 }
@@ -390,6 +401,12 @@ impl Config {
             return Err(invalid(
                 "learning.default_rounds",
                 "must be between 1 and 100",
+            ));
+        }
+        if learning.llm_feedback_max_tokens == 0 {
+            return Err(invalid(
+                "learning.llm_feedback_max_tokens",
+                "must be positive",
             ));
         }
         if learning.session_timeout_secs == 0 {

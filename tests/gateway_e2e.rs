@@ -280,3 +280,75 @@ async fn the_official_openai_client_works_through_the_gateway_and_spend_is_price
     assert_eq!(spent, 2 * CALL_MICROS, "{status}");
     daemon.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_training_session_pauses_with_reason_budget_when_feedback_is_unaffordable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Output tokens only are priced: every feedback call reserves and costs exactly
+    // 200 × 2,000 µ$ = $0.40; $0.50 pays for one.
+    let mock = Mock::start(&["--prompt-tokens", "10", "--completion-tokens", "200"]);
+    let config = format!(
+        "[learning]\nllm_feedback = true\nllm_feedback_max_tokens = 200\n\n{}[[providers]]\nname = \"tutor\"\nkind = \"mock\"\nbase_url = \"{}\"\nmonthly_budget_usd = 0.5\nmodels = [{{ name = \"mock-1\", input_usd_per_mtok = 0.0, output_usd_per_mtok = 2000.0 }}]\n",
+        gateway_toml("strict"),
+        mock.base_url()
+    );
+    let daemon = Daemon::start(dir.path(), &config).await;
+    let (status, started) = daemon
+        .post(
+            "/api/v1/training/start",
+            &json!({"user_id": "ada", "focus_area": "algebra", "rounds": 5}),
+        )
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let session = started["session_id"].as_str().expect("session").to_owned();
+
+    let (status, first) = daemon
+        .post(
+            "/api/v1/training/round",
+            &json!({"session_id": session, "response": "x = 4"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["status"], "in_progress");
+    assert!(
+        first["llm_feedback"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("[mock]")),
+        "{first}"
+    );
+
+    let (status, second) = daemon
+        .post(
+            "/api/v1/training/round",
+            &json!({"session_id": session, "response": "x = 5"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["status"], "paused", "{second}");
+    assert_eq!(second["pause_reason"], "budget");
+    assert!(second["llm_feedback"].is_null());
+
+    let (status, refused) = daemon
+        .post(
+            "/api/v1/training/round",
+            &json!({"session_id": session, "response": "x = 6"}),
+        )
+        .await;
+    assert_eq!(status, 409, "a paused session refuses rounds: {refused}");
+    let (status, _) = daemon
+        .post("/api/v1/training/resume", &json!({"session_id": session}))
+        .await;
+    assert_eq!(status, 200);
+
+    let events = daemon.tool(&["events", "--stream", "learner-ada"]);
+    let paused: Vec<Value> = events
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| e["event_type"] == "training.paused")
+        .collect();
+    assert_eq!(paused.len(), 1);
+    assert_eq!(paused[0]["payload"]["reason"], "budget", "{paused:?}");
+    let budget = daemon.tool(&["events", "--stream", "budget-tutor"]);
+    assert!(budget.contains("provider.budget.exceeded"));
+    daemon.stop();
+}

@@ -221,9 +221,14 @@ pub async fn round(
     let session_id = parse_uuid(&required(body.session_id, "session_id")?, "session_id")?;
     let response = bounded(required(body.response, "response")?, "response")?;
     let user_id = owner(&state, session_id, true).await?;
-    let result = service(&state)?
+    let mut result = service(&state)?
         .round(&user_id, session_id, &response)
         .await?;
+    let llm = tutor_feedback(&state, &user_id, session_id, &response, &result).await?;
+    if let Some(paused) = &llm.paused {
+        result.status = "paused";
+        result.position = result.position.max(paused.position);
+    }
     Ok(Json(json!({
         "score": result.score,
         "correct": result.correct,
@@ -239,7 +244,117 @@ pub async fn round(
         "next_prompt": result.next_prompt,
         "rounds_completed": result.rounds_completed,
         "position": result.position,
+        "llm_feedback": llm.text,
+        "llm_request_id": llm.request_id,
+        "pause_reason": llm.paused.as_ref().map(|p| p.reason),
     })))
+}
+
+/// What the optional LLM feedback step did.
+#[derive(Default)]
+struct TutorFeedback {
+    text: Option<String>,
+    request_id: Option<Uuid>,
+    paused: Option<Paused>,
+}
+
+struct Paused {
+    reason: &'static str,
+    position: u64,
+}
+
+/// With `learning.llm_feedback` on: asks the gateway for tutor feedback on the
+/// graded round (source `training`, attributed to the learner and session). When
+/// no provider can afford it, or none is healthy, the session is paused with
+/// reason `budget` / `provider` (seed 000's integration flow); the round itself is
+/// already graded and durable either way.
+async fn tutor_feedback(
+    state: &AppState,
+    user_id: &str,
+    session_id: Uuid,
+    response: &str,
+    result: &tutorlog_actors::learning::service::RoundResult,
+) -> Result<TutorFeedback, ApiError> {
+    use crate::gateway::service::{Call, GatewayError};
+    use tutorlog_actors::learning::service::ProviderPause;
+    let learning = &state.config.learning;
+    let (true, Some(gateway)) = (learning.llm_feedback, state.gateway.as_ref()) else {
+        return Ok(TutorFeedback::default());
+    };
+    if result.status != "in_progress" && result.status != "completed" {
+        return Ok(TutorFeedback::default());
+    }
+    let mut call = Call::new(
+        tutorlog_schemas::events::CallSource::Training,
+        &learning.llm_feedback_model,
+        vec![
+            crate::gateway::types::ChatMessage {
+                role: "system".into(),
+                content: "You are a patient, encouraging tutor. In at most three sentences, tell the learner what was right, what to fix, and one next step.".into(),
+            },
+            crate::gateway::types::ChatMessage {
+                role: "user".into(),
+                content: format!(
+                    "Learner's answer: {response}\nScore: {}/100\nGrader's notes: {}",
+                    result.score, result.feedback
+                ),
+            },
+        ],
+    );
+    call.max_tokens = Some(learning.llm_feedback_max_tokens);
+    call.user_id = Some(user_id.to_owned());
+    call.session_id = Some(session_id.to_string());
+    let request_id = call.request_id;
+    let gateway = gateway.clone();
+    let answer = tokio::spawn(async move { gateway.complete(call).await })
+        .await
+        .map_err(|e| ApiError::unavailable("internal", format!("gateway task failed: {e}")))?;
+    let cause = match answer {
+        Ok(answer) => {
+            return Ok(TutorFeedback {
+                text: Some(answer.content),
+                request_id: Some(request_id),
+                paused: None,
+            })
+        }
+        Err(GatewayError::BudgetExceeded(_) | GatewayError::PerRequestLimit(_)) => {
+            ProviderPause::Budget
+        }
+        Err(GatewayError::NoHealthyProvider(_) | GatewayError::Provider { .. }) => {
+            ProviderPause::Provider
+        }
+        Err(error) => {
+            // A misconfigured model is the operator's problem, not the learner's:
+            // the graded round stands, without LLM feedback.
+            tracing::warn!(%error, "LLM feedback unavailable");
+            return Ok(TutorFeedback {
+                request_id: Some(request_id),
+                ..TutorFeedback::default()
+            });
+        }
+    };
+    if result.status == "completed" {
+        // Nothing left to pause.
+        return Ok(TutorFeedback {
+            request_id: Some(request_id),
+            ..TutorFeedback::default()
+        });
+    }
+    let reason = match cause {
+        ProviderPause::Budget => "budget",
+        ProviderPause::Provider => "provider",
+    };
+    let outcome = service(state)?
+        .pause_for_provider(user_id, session_id, cause)
+        .await?;
+    Ok(TutorFeedback {
+        text: None,
+        request_id: Some(request_id),
+        paused: Some(Paused {
+            reason,
+            position: outcome.position,
+        }),
+    })
 }
 
 /// Body of `POST /api/v1/training/pause` and `/resume`.
