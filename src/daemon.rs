@@ -116,6 +116,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stats: projections.stats.clone(),
         mastery: projections.mastery.clone(),
         algo_runs: projections.algo_runs.clone(),
+        spend: projections.spend.clone(),
+        provider_health: projections.provider_health.clone(),
+        benchmarks: projections.benchmarks.clone(),
+        routing: projections.routing.clone(),
         learning: Some(learning),
     };
     tracing::info!(address = %local, "listening");
