@@ -273,3 +273,25 @@ proptest! {
         assert_restore_equivalence(Routing::new, &events);
     }
 }
+
+#[test]
+#[ignore = "measurement: cargo test -p tutorlog-projections --release --lib routing -- --ignored --nocapture"]
+fn snapshot_size_with_a_full_join_index() {
+    let mut routing = Routing::new();
+    for index in 0..(RECENT_REQUESTS_MAX as u128) {
+        let id = Uuid::now_v7().as_u128();
+        let event = execution(call(id, ["openai", "groq"][index as usize % 2], true));
+        routing.apply(&envelope(index as u64, index as i64, event));
+    }
+    let started = std::time::Instant::now();
+    let json = serde_json::to_vec(routing.model()).expect("json");
+    let written = started.elapsed();
+    let started = std::time::Instant::now();
+    let back: RoutingModel = serde_json::from_slice(&json).expect("back");
+    eprintln!(
+        "routing snapshot with {} recent requests: {} bytes, serialized in {written:?}, parsed in {:?}",
+        back.recent_requests.len(),
+        json.len(),
+        started.elapsed()
+    );
+}
