@@ -7,7 +7,11 @@
 //! provider's rows, for the views that have them. A filter a view does not have is
 //! refused rather than silently ignored.
 
-use std::{io::IsTerminal, path::PathBuf};
+use std::{
+    io::IsTerminal,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
@@ -26,9 +30,11 @@ use crate::{
     views::{view_document, VIEW_NAMES},
 };
 
-/// Replays shorter than this many events draw no progress bar (they take about a
-/// second or less).
-pub const PROGRESS_EVENTS_MIN: u64 = 100_000;
+/// A replay draws its progress bar once it has run this long (shorter ones would
+/// only flicker); the time, not an event count, so a slow backend shows it too.
+pub const PROGRESS_AFTER: Duration = Duration::from_secs(1);
+const PROGRESS_TEMPLATE: &str =
+    "replaying [{bar:40}] {human_pos}/{human_len} events, {elapsed} ({eta} left)";
 
 const FILTER_HELP: &str = "\
 Filters (give at most one):
@@ -255,10 +261,11 @@ impl Request<'_> {
     }
 }
 
-/// A progress bar on stderr, drawn only for long replays when stderr is a
-/// terminal (never in pipes, logs or tests).
+/// A progress bar on stderr, drawn only for long replays (past
+/// [`PROGRESS_AFTER`]) when stderr is a terminal (never in pipes, logs or tests).
 struct ProgressReport {
     enabled: bool,
+    started: Instant,
     bar: Option<ProgressBar>,
 }
 
@@ -266,12 +273,14 @@ impl ProgressReport {
     fn new() -> Self {
         ProgressReport {
             enabled: std::io::stderr().is_terminal(),
+            started: Instant::now(),
             bar: None,
         }
     }
 
     fn update(&mut self, progress: ReplayProgress) {
-        if !self.enabled || progress.end_position < PROGRESS_EVENTS_MIN {
+        let long = self.started.elapsed() >= PROGRESS_AFTER;
+        if !self.enabled || (self.bar.is_none() && !long) {
             return;
         }
         let bar = self.bar.get_or_insert_with(|| {
@@ -280,9 +289,7 @@ impl ProgressReport {
                 ProgressDrawTarget::stderr(),
             );
             // The template is a constant; a bad one would only lose the styling.
-            if let Ok(style) = ProgressStyle::with_template(
-                "replaying [{bar:40}] {pos}/{len} events ({per_sec}, {eta} left)",
-            ) {
+            if let Ok(style) = ProgressStyle::with_template(PROGRESS_TEMPLATE) {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar
@@ -353,6 +360,11 @@ mod tests {
             Some(Filter::Stream("budget-openai".into()))
         );
         assert_eq!(parse_filter(&args("spend")).expect("none"), None);
+    }
+
+    #[test]
+    fn the_progress_template_parses() {
+        assert!(ProgressStyle::with_template(PROGRESS_TEMPLATE).is_ok());
     }
 
     #[test]
