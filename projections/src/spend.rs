@@ -308,7 +308,7 @@ impl Spend {
         if let Some(reservation) = dropped {
             let row = self.provider_mut(provider);
             row.reservations_dropped += 1;
-            row.open_reservations -= 1;
+            row.open_reservations = row.open_reservations.saturating_sub(1);
             unreserve(row.period(&reservation.period), reservation.estimate_micros);
         }
     }
@@ -317,7 +317,7 @@ impl Spend {
     fn close(&mut self, provider: &str, request_id: &Uuid) -> Option<OpenReservation> {
         let reservation = self.model.open.get_mut(provider)?.remove(request_id)?;
         let row = self.provider_mut(provider);
-        row.open_reservations -= 1;
+        row.open_reservations = row.open_reservations.saturating_sub(1);
         unreserve(row.period(&reservation.period), reservation.estimate_micros);
         Some(reservation)
     }
