@@ -45,8 +45,9 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::commands::algo::AlgoCommand,
     },
-    /// Print a view (mastery, algo_runs, stream_stats) as of a position or time, as
-    /// the daemon serves it at /api/v1/views/{name}.
+    /// Print a view (stream_stats, mastery, algo_runs, spend, provider_health,
+    /// benchmarks, routing) as of a position or time, as the daemon serves it at
+    /// /api/v1/views/{name}, or as a table; optionally one stream, user or provider.
     Replay(crate::commands::replay::ReplayArgs),
     /// Run the mock LLM provider (OpenAI-compatible, for tests and benchmarks;
     /// docs/mock-provider.md).

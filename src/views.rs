@@ -11,8 +11,8 @@ use axum::{extract::State, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tutorlog_projections::{
-    telemetry::describe_metrics, AlgoRuns, Mastery, Projection, ProjectionReader, ProjectionRunner,
-    RunnerOptions, StreamStats, WaitError,
+    telemetry::describe_metrics, AlgoRuns, Benchmarks, Mastery, Projection, ProjectionReader,
+    ProjectionRunner, ProviderHealth, Routing, RunnerOptions, Spend, StreamStats, WaitError,
 };
 use tutorlog_store::EventStore;
 
@@ -30,9 +30,25 @@ pub type StatsView = ProjectionReader<StreamStats>;
 pub type MasteryView = ProjectionReader<Mastery>;
 /// Reader of the `algo_runs` view.
 pub type AlgoRunsView = ProjectionReader<AlgoRuns>;
+/// Reader of the `spend` view.
+pub type SpendView = ProjectionReader<Spend>;
+/// Reader of the `provider_health` view.
+pub type ProviderHealthView = ProjectionReader<ProviderHealth>;
+/// Reader of the `benchmarks` view.
+pub type BenchmarksView = ProjectionReader<Benchmarks>;
+/// Reader of the `routing` view.
+pub type RoutingView = ProjectionReader<Routing>;
 
 /// The view names `GET /api/v1/views/{name}` and `tutorlog replay --view` accept.
-pub const VIEW_NAMES: [&str; 3] = [StreamStats::NAME, Mastery::NAME, AlgoRuns::NAME];
+pub const VIEW_NAMES: [&str; 7] = [
+    StreamStats::NAME,
+    Mastery::NAME,
+    AlgoRuns::NAME,
+    Spend::NAME,
+    ProviderHealth::NAME,
+    Benchmarks::NAME,
+    Routing::NAME,
+];
 
 /// The JSON document a view is served as, by the daemon and by `tutorlog replay`
 /// alike (so the two are byte-identical for the same `next_position`).
@@ -54,6 +70,18 @@ pub struct Projections {
     /// `algo_runs`.
     pub algo_runs: AlgoRunsView,
     algo_runs_runner: ProjectionRunner<AlgoRuns>,
+    /// `spend`.
+    pub spend: SpendView,
+    spend_runner: ProjectionRunner<Spend>,
+    /// `provider_health`.
+    pub provider_health: ProviderHealthView,
+    provider_health_runner: ProjectionRunner<ProviderHealth>,
+    /// `benchmarks`.
+    pub benchmarks: BenchmarksView,
+    benchmarks_runner: ProjectionRunner<Benchmarks>,
+    /// `routing`.
+    pub routing: RoutingView,
+    routing_runner: ProjectionRunner<Routing>,
     /// The log's next position when the daemon started: ready once every view
     /// reached it.
     startup_next_position: u64,
@@ -74,7 +102,15 @@ pub async fn start(
         ProjectionRunner::start(Arc::clone(&store), StreamStats::new(), options.clone()).await?;
     let mastery_runner =
         ProjectionRunner::start(Arc::clone(&store), Mastery::new(), options.clone()).await?;
-    let algo_runs_runner = ProjectionRunner::start(store, AlgoRuns::new(), options).await?;
+    let algo_runs_runner =
+        ProjectionRunner::start(Arc::clone(&store), AlgoRuns::new(), options.clone()).await?;
+    let spend_runner =
+        ProjectionRunner::start(Arc::clone(&store), Spend::new(), options.clone()).await?;
+    let provider_health_runner =
+        ProjectionRunner::start(Arc::clone(&store), ProviderHealth::new(), options.clone()).await?;
+    let benchmarks_runner =
+        ProjectionRunner::start(Arc::clone(&store), Benchmarks::new(), options.clone()).await?;
+    let routing_runner = ProjectionRunner::start(store, Routing::new(), options).await?;
     Ok(Projections {
         stats: stats_runner.reader(),
         stats_runner,
@@ -82,6 +118,14 @@ pub async fn start(
         mastery_runner,
         algo_runs: algo_runs_runner.reader(),
         algo_runs_runner,
+        spend: spend_runner.reader(),
+        spend_runner,
+        provider_health: provider_health_runner.reader(),
+        provider_health_runner,
+        benchmarks: benchmarks_runner.reader(),
+        benchmarks_runner,
+        routing: routing_runner.reader(),
+        routing_runner,
         startup_next_position,
     })
 }
@@ -92,12 +136,20 @@ impl Projections {
         let stats = self.stats.clone();
         let mastery = self.mastery.clone();
         let algo_runs = self.algo_runs.clone();
+        let spend = self.spend.clone();
+        let provider_health = self.provider_health.clone();
+        let benchmarks = self.benchmarks.clone();
+        let routing = self.routing.clone();
         let target = self.startup_next_position;
         Arc::new(move || {
             let positions = [
                 (stats.name(), stats.next_position()),
                 (mastery.name(), mastery.next_position()),
                 (algo_runs.name(), algo_runs.next_position()),
+                (spend.name(), spend.next_position()),
+                (provider_health.name(), provider_health.next_position()),
+                (benchmarks.name(), benchmarks.next_position()),
+                (routing.name(), routing.next_position()),
             ];
             match positions.iter().find(|(_, at)| *at < target) {
                 None => Ok(()),
@@ -113,6 +165,13 @@ impl Projections {
         log_exit(StreamStats::NAME, self.stats_runner.shutdown().await);
         log_exit(Mastery::NAME, self.mastery_runner.shutdown().await);
         log_exit(AlgoRuns::NAME, self.algo_runs_runner.shutdown().await);
+        log_exit(Spend::NAME, self.spend_runner.shutdown().await);
+        log_exit(
+            ProviderHealth::NAME,
+            self.provider_health_runner.shutdown().await,
+        );
+        log_exit(Benchmarks::NAME, self.benchmarks_runner.shutdown().await);
+        log_exit(Routing::NAME, self.routing_runner.shutdown().await);
     }
 }
 
@@ -213,6 +272,12 @@ pub async fn view(
         StreamStats::NAME => document(&state.stats, query.min_position, &state.config).await?,
         Mastery::NAME => document(&state.mastery, query.min_position, &state.config).await?,
         AlgoRuns::NAME => document(&state.algo_runs, query.min_position, &state.config).await?,
+        Spend::NAME => document(&state.spend, query.min_position, &state.config).await?,
+        ProviderHealth::NAME => {
+            document(&state.provider_health, query.min_position, &state.config).await?
+        }
+        Benchmarks::NAME => document(&state.benchmarks, query.min_position, &state.config).await?,
+        Routing::NAME => document(&state.routing, query.min_position, &state.config).await?,
         _ => {
             return Err(ApiError::not_found(format!(
                 "unknown view {name:?}; known: {}",

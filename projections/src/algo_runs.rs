@@ -9,6 +9,7 @@ use tutorlog_schemas::{events::AlgoRunRecord, Envelope, Event};
 use uuid::Uuid;
 
 use crate::mastery::LEARNER_STREAM_PREFIX;
+use crate::narrow::{FilterKind, Narrow, ViewFilter};
 use crate::projection::Projection;
 
 /// Runs kept; older ones (by run id, which is time-ordered) are dropped first.
@@ -209,6 +210,29 @@ impl Projection for AlgoRuns {
     }
 }
 
+impl Narrow for AlgoRuns {
+    const FILTERS: &'static [FilterKind] = &[FilterKind::User];
+
+    /// `--user U`: the runs for learner U; `runs_total` stays the whole log's.
+    fn narrowed(&self, filter: &ViewFilter) -> Self {
+        let ViewFilter::User(user) = filter else {
+            return self.clone();
+        };
+        AlgoRuns {
+            model: AlgoRunsModel {
+                runs: self
+                    .model
+                    .runs
+                    .iter()
+                    .filter(|(_, row)| row.user_id.as_ref() == Some(user))
+                    .map(|(id, row)| (*id, row.clone()))
+                    .collect(),
+                runs_total: self.model.runs_total,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +323,16 @@ mod tests {
         assert_eq!(runs.model().runs.len(), ALGO_RUNS_KEPT_MAX);
         assert_eq!(runs.model().runs_total, ALGO_RUNS_KEPT_MAX as u64 + 3);
         assert!(!runs.model().runs.contains_key(&Uuid::from_u128(0)));
+    }
+
+    #[test]
+    fn narrowing_keeps_one_learners_runs() {
+        let mut runs = AlgoRuns::new();
+        runs.apply(&envelope(0, started(1, "mistakes", Some("ada"))));
+        runs.apply(&envelope(1, started(2, "mistakes", Some("bob"))));
+        runs.apply(&envelope(2, started(3, "difficulty", None)));
+        let ada = runs.narrowed(&ViewFilter::User("ada".into()));
+        assert_eq!(ada.model().runs.len(), 1);
+        assert_eq!(ada.model().runs_total, 3);
     }
 }

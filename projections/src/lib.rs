@@ -10,6 +10,14 @@
 //! - [`StreamStats`]: the built-in `stream_stats` read model.
 //! - [`Mastery`]: per learner × focus area mastery (`mastery`).
 //! - [`AlgoRuns`]: the algorithm run audit table (`algo_runs`).
+//! - [`Spend`]: money per provider × month, per user, session and model (`spend`).
+//! - [`ProviderHealth`]: circuit state, error rate, latency percentiles
+//!   (`provider_health`).
+//! - [`Benchmarks`]: the latest benchmark result per provider × category
+//!   (`benchmarks`).
+//! - [`Routing`]: routing performance per provider × model × category × day
+//!   (`routing`).
+//! - [`Narrow`]: a view restricted to one user or provider (`replay --user/--provider`).
 //!
 //! Decoding policy (runner and replay alike): an event whose type this build does
 //! not know is passed over (counted in
@@ -18,28 +26,42 @@
 //! [`ProjectionError::Decode`], so a projection never silently diverges.
 
 pub mod algo_runs;
+pub mod benchmarks;
 mod error;
 pub mod mastery;
+mod narrow;
 mod projection;
+pub mod provider_health;
 mod reader;
 mod replay;
+pub mod ring;
+pub mod routing;
 mod runner;
 mod runner_task;
 pub mod snapshot;
 mod snapshot_load;
+pub mod spend;
 pub mod stream_stats;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 
 pub use algo_runs::{AlgoRunFilter, AlgoRunRow, AlgoRuns};
+pub use benchmarks::{BenchmarkResult, Benchmarks};
 pub use error::{ProjectionError, WaitError};
 pub use mastery::{Mastery, MasteryRow};
+pub use narrow::{FilterKind, Narrow, ViewFilter};
 pub use projection::{is_valid_name, Projection, PROJECTION_NAME_BYTES_MAX};
+pub use provider_health::{CircuitState, ProviderHealth, ProviderHealthView};
 pub use reader::{ProjectionReader, RunnerStatus, WAIT_TIMEOUT_MAX};
 pub use replay::{
-    replay_until, replay_until_with_progress, ReplayProgress, Replayed, Until, REPLAY_CHUNK_EVENTS,
+    replay_filtered_with_progress, replay_until, replay_until_with_progress, ReplayProgress,
+    Replayed, Until, REPLAY_CHUNK_EVENTS,
 };
+pub use routing::Routing;
 pub use runner::{
     ProjectionRunner, RunnerExit, RunnerOptions, StopReason, BATCH_EVENTS_MAX,
     SNAPSHOT_INTERVAL_MIN,
 };
+pub use spend::Spend;
 pub use stream_stats::{StreamStats, StreamStatsModel};

@@ -9,7 +9,11 @@ use serde::{Deserialize, Serialize};
 use tutorlog_schemas::{Envelope, Event};
 use uuid::Uuid;
 
-use crate::projection::Projection;
+use crate::{
+    narrow::{FilterKind, Narrow, ViewFilter},
+    projection::Projection,
+    spend::keep_key,
+};
 
 /// Stream prefix of learner aggregates.
 pub const LEARNER_STREAM_PREFIX: &str = "learner-";
@@ -237,6 +241,36 @@ impl Projection for Mastery {
     }
 }
 
+impl Narrow for Mastery {
+    const FILTERS: &'static [FilterKind] = &[FilterKind::User];
+
+    /// `--user U`: U's rows, challenge totals and routing index entries.
+    fn narrowed(&self, filter: &ViewFilter) -> Self {
+        let ViewFilter::User(user) = filter else {
+            return self.clone();
+        };
+        let model = &self.model;
+        Mastery {
+            model: MasteryModel {
+                learners: keep_key(&model.learners, user),
+                challenges: keep_key(&model.challenges, user),
+                sessions: model
+                    .sessions
+                    .iter()
+                    .filter(|(_, (owner, _))| owner == user)
+                    .map(|(id, owner)| (*id, owner.clone()))
+                    .collect(),
+                challenge_owners: model
+                    .challenge_owners
+                    .iter()
+                    .filter(|(_, owner)| *owner == user)
+                    .map(|(id, owner)| (*id, owner.clone()))
+                    .collect(),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +365,28 @@ mod tests {
             view.get("sessions").is_none() && view["learners"]["ada"]["algebra"]["attempts"] == 3
         );
         assert_eq!(mastery.model().learners.len(), 1);
+    }
+
+    #[test]
+    fn narrowing_keeps_one_learner() {
+        let mut mastery = Mastery::new();
+        for (position, user) in ["ada", "bob"].into_iter().enumerate() {
+            let started = Event::TrainingStarted(TrainingStarted {
+                session_id: Uuid::from_u128(position as u128),
+                user_id: user.into(),
+                focus_area: "algebra".into(),
+                rounds: 1,
+                provider_plan: Vec::new(),
+            });
+            mastery.apply(&envelope(
+                &format!("learner-{user}"),
+                position as u64,
+                started,
+            ));
+        }
+        let ada = mastery.narrowed(&ViewFilter::User("ada".into()));
+        assert_eq!(ada.model().learners.keys().collect::<Vec<_>>(), ["ada"]);
+        assert_eq!(ada.model().sessions.len(), 1);
+        assert!(Mastery::accepts(FilterKind::User) && !Mastery::accepts(FilterKind::Provider));
     }
 }

@@ -70,8 +70,23 @@ pub async fn replay_until<S: EventStore + ?Sized, P: Projection>(
 /// read.
 pub async fn replay_until_with_progress<S: EventStore + ?Sized, P: Projection>(
     store: &S,
+    projection: P,
+    until: Until,
+    progress: impl FnMut(ReplayProgress),
+) -> Result<Replayed<P>, ProjectionError> {
+    replay_filtered_with_progress(store, projection, until, |_| true, progress).await
+}
+
+/// [`replay_until_with_progress`] folding only the events `keep` selects (say, one
+/// stream's: `tutorlog replay --stream`). Every event up to the bound is still
+/// read and checked for gaps, and `next_position` is the same as an unfiltered
+/// replay's, so the result is "the view as of `next_position`, from the kept
+/// events only". Passed-over events are not decoded.
+pub async fn replay_filtered_with_progress<S: EventStore + ?Sized, P: Projection>(
+    store: &S,
     mut projection: P,
     until: Until,
+    keep: impl Fn(&RecordedEvent) -> bool,
     mut progress: impl FnMut(ReplayProgress),
 ) -> Result<Replayed<P>, ProjectionError> {
     assert_valid_name::<P>();
@@ -88,7 +103,7 @@ pub async fn replay_until_with_progress<S: EventStore + ?Sized, P: Projection>(
     };
     while replayed.next_position < end_position {
         let chunk = read_chunk::<S, P>(store, replayed.next_position, end_position).await?;
-        let reached_bound = fold_chunk(&mut replayed, &chunk, until)?;
+        let reached_bound = fold_chunk(&mut replayed, &chunk, until, &keep)?;
         progress(ReplayProgress {
             next_position: replayed.next_position,
             end_position,
@@ -130,6 +145,7 @@ fn fold_chunk<P: Projection>(
     replayed: &mut Replayed<P>,
     chunk: &[RecordedEvent],
     until: Until,
+    keep: &impl Fn(&RecordedEvent) -> bool,
 ) -> Result<bool, ProjectionError> {
     for event in chunk {
         if event.position != replayed.next_position {
@@ -142,7 +158,7 @@ fn fold_chunk<P: Projection>(
         if !until.includes(event) {
             return Ok(true);
         }
-        if fold_record(&mut replayed.projection, event)? == Folded::Skipped {
+        if keep(event) && fold_record(&mut replayed.projection, event)? == Folded::Skipped {
             replayed.skipped_events += 1;
         }
         replayed.next_position += 1;

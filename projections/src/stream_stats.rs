@@ -8,7 +8,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tutorlog_schemas::{events::CATALOGUE, Envelope, RecordedEvent};
 
-use crate::projection::Projection;
+use crate::{
+    narrow::{FilterKind, Narrow, ViewFilter},
+    projection::Projection,
+};
 
 /// Most distinct event types counted by name; further types are counted under
 /// [`OTHER_EVENT_TYPES`], so a writer inventing types cannot grow the model forever.
@@ -82,6 +85,15 @@ impl Projection for StreamStats {
 
     fn restore(&mut self, model: StreamStatsModel) {
         self.model = model;
+    }
+}
+
+impl Narrow for StreamStats {
+    /// Log-level counts belong to no user or provider (`--stream` still applies).
+    const FILTERS: &'static [FilterKind] = &[];
+
+    fn narrowed(&self, _filter: &ViewFilter) -> Self {
+        self.clone()
     }
 }
 

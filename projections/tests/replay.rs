@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use support::{append_mixed, last_position, open_store, options, Counting, WAIT};
 use tutorlog_projections::{
-    replay_until, replay_until_with_progress, Projection, ProjectionRunner, StreamStats, Until,
-    REPLAY_CHUNK_EVENTS,
+    replay_filtered_with_progress, replay_until, replay_until_with_progress, Projection,
+    ProjectionRunner, StreamStats, Until, REPLAY_CHUNK_EVENTS,
 };
 use tutorlog_store::EventStore;
 
@@ -132,5 +132,36 @@ async fn replay_reads_in_chunks_and_reports_progress() {
     assert_eq!(replayed.next_position, bound + 1);
     assert_eq!(replayed.projection.model().events, bound + 1);
     assert_eq!(reports.last().map(|r| r.end_position), Some(bound + 1));
+    store.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_replay_folds_only_the_kept_events_and_ends_where_a_full_one_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(&dir.path().join("log"));
+    append_mixed(&store, "kept", 5).await;
+    append_mixed(&store, "other", 7).await;
+    append_mixed(&store, "kept", 3).await;
+    let bound = last_position(&store) - 1;
+    let replayed = replay_filtered_with_progress(
+        store.as_ref(),
+        StreamStats::new(),
+        Until::Position(bound),
+        |event| event.stream == "kept",
+        |_| {},
+    )
+    .await
+    .expect("replay");
+    assert_eq!(
+        replayed.next_position,
+        bound + 1,
+        "the same bound as a full replay"
+    );
+    let model = replayed.projection.model();
+    assert_eq!(
+        model.events_total, 7,
+        "the last kept event is past the bound"
+    );
+    assert_eq!(model.stream_count, 1);
     store.close();
 }

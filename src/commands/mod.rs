@@ -4,6 +4,7 @@ pub mod algo;
 pub mod audit;
 pub mod events;
 pub mod replay;
+pub mod table;
 
 use std::path::{Path, PathBuf};
 

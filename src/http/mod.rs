@@ -44,6 +44,14 @@ pub struct AppState {
     pub mastery: crate::views::MasteryView,
     /// The `algo_runs` read model.
     pub algo_runs: crate::views::AlgoRunsView,
+    /// The `spend` read model.
+    pub spend: crate::views::SpendView,
+    /// The `provider_health` read model.
+    pub provider_health: crate::views::ProviderHealthView,
+    /// The `benchmarks` read model.
+    pub benchmarks: crate::views::BenchmarksView,
+    /// The `routing` read model.
+    pub routing: crate::views::RoutingView,
     /// Training, challenges and the algorithm registry; `None` if not started.
     pub learning: Option<Arc<tutorlog_actors::learning::LearningService>>,
     /// The LLM gateway; `None` when no provider is configured.
