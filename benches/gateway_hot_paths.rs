@@ -5,10 +5,14 @@
 //!
 //! `cargo bench --bench gateway_hot_paths`
 
+// criterion_group! generates undocumented public functions.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use tutorlog::gateway::{service::input_tokens_upper_bound, types::ChatMessage};
 use tutorlog_actors::{
     decider::Decider,
     providers::{
@@ -20,7 +24,6 @@ use tutorlog_actors::{
     },
 };
 use tutorlog_schemas::events::BudgetLimitChanged;
-use tutorlog::gateway::{service::input_tokens_upper_bound, types::ChatMessage};
 use uuid::Uuid;
 
 fn candidates(n: usize) -> Vec<CandidateInput> {

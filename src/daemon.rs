@@ -114,7 +114,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
     };
 
-    let benchmarks = match &gateway {
+    let benchmark_scheduler = match &gateway {
         Some(gateway) => {
             let suite = tutorlog_actors::benchmarks::Suite::builtin()
                 .context("loading the benchmark suite")?;
@@ -161,7 +161,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         learning: Some(learning),
         gateway: gateway.clone(),
         api_keys,
-        benchmarks,
+        benchmark_scheduler,
     };
     tracing::info!(address = %local, "listening");
     // TCP_NODELAY: without it a keep-alive client waits on delayed ACKs (~40 ms).

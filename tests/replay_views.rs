@@ -71,6 +71,7 @@ fn query_ok(latency: u64) -> Event {
         request_id: id(u128::from(latency)),
         model: "gpt-4o-mini".into(),
         latency_micros: latency,
+        trial: false,
     })
 }
 
@@ -153,12 +154,15 @@ async fn write_log(store: &EmbeddedStore) -> u64 {
             latency_micros: 5,
             error_kind: ErrorKind::Timeout,
             message: "no answer in 30 s".into(),
+            trial: false,
         }),
         Event::CircuitOpened(CircuitOpened {
             cause: "failure_threshold".into(),
             failures: 5,
             last_error: ErrorKind::Timeout,
             open_secs: 60,
+            retry_at: chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_060, 0)
+                .expect("valid"),
         }),
         Event::CircuitHalfOpened(CircuitHalfOpened {
             cause: "open_timeout_elapsed".into(),

@@ -125,6 +125,7 @@ fn event(index: usize) -> (String, Event) {
                 request_id: request,
                 model: "gpt-4o-mini".into(),
                 latency_micros: 20_000 + index as u64 % 7_000,
+                trial: false,
             }),
         ),
         5 => (

@@ -30,7 +30,11 @@ use crate::{
         service::{gateway_error_code, Call, Gateway, GatewayError},
         types::{ChatMessage, StreamEvent},
     },
-    http::{error::ApiError, learning::ApiJson, AppState},
+    http::{
+        error::{ApiError, ApiQuery},
+        learning::ApiJson,
+        AppState,
+    },
 };
 
 /// Header carrying a session id for continuity on `/v1/chat/completions`.
@@ -621,31 +625,145 @@ pub async fn budget_check(
     ))
 }
 
-/// `GET /api/v1/providers/health` and `GET /api/v1/provider-health`: circuit
-/// state per provider, live from the circuit views.
-pub async fn providers_health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// `GET /api/v1/providers/health` and `GET /api/v1/provider-health`: per
+/// provider, the circuit as the breaker sees it now (lock-free view) beside the
+/// `provider_health` read model (error rate, latency p50/p99, last failure).
+pub async fn providers_health(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<crate::views::ViewQuery>,
+) -> Result<Json<Value>, ApiError> {
     let gateway = gateway(&state)?;
-    let providers: Vec<Value> = gateway
-        .providers()
-        .iter()
-        .map(|p| {
-            let phase = p.circuit.phase();
-            let retry_at = match phase {
-                tutorlog_actors::providers::circuit_view::ViewPhase::Open { retry_at_ms } => {
-                    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(retry_at_ms)
-                        .map(|t| t.to_rfc3339())
-                }
-                _ => None,
-            };
-            json!({
-                "provider": p.name,
-                "state": phase.as_str(),
-                "available": p.circuit.allows(),
-                "retry_at": retry_at,
+    crate::views::wait_for_position(&state.provider_health, query.min_position, &state.config)
+        .await?;
+    let (providers, next_position) = state.provider_health.read(|health, next| {
+        let rows: Vec<Value> = gateway
+            .providers()
+            .iter()
+            .map(|p| {
+                let phase = p.circuit.phase();
+                let retry_at = match phase {
+                    tutorlog_actors::providers::circuit_view::ViewPhase::Open { retry_at_ms } => {
+                        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(retry_at_ms)
+                            .map(|t| t.to_rfc3339())
+                    }
+                    _ => None,
+                };
+                json!({
+                    "provider": p.name,
+                    "state": phase.as_str(),
+                    "available": p.circuit.allows(),
+                    "retry_at": retry_at,
+                    "history": health.provider(&p.name),
+                })
             })
-        })
-        .collect();
-    Ok(Json(json!({ "providers": providers })))
+            .collect();
+        (rows, next)
+    });
+    Ok(Json(
+        json!({ "providers": providers, "next_position": next_position }),
+    ))
+}
+
+/// Query of `GET /api/v1/providers/costs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostsQuery {
+    /// Month `YYYY-MM` (default: the current one).
+    pub period: Option<String>,
+    /// Wait until the view includes this position.
+    pub min_position: Option<u64>,
+}
+
+/// `GET /api/v1/providers/costs`: spend per provider for a month, with its models,
+/// from the `spend` read model (seed 000's cost summary).
+pub async fn providers_costs(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<CostsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let period = match query.period {
+        Some(period) => {
+            let valid = period.len() == 7
+                && chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").is_ok();
+            if !valid {
+                return Err(ApiError::bad_request("period: must be YYYY-MM"));
+            }
+            period
+        }
+        None => tutorlog_actors::providers::budget::period_of(chrono::Utc::now()),
+    };
+    crate::views::wait_for_position(&state.spend, query.min_position, &state.config).await?;
+    let names: Vec<String> = state
+        .gateway
+        .as_ref()
+        .map(|g| g.providers().iter().map(|p| p.name.clone()).collect())
+        .unwrap_or_default();
+    let (providers, next_position) = state.spend.read(|spend, next| {
+        let rows: Vec<Value> = names
+            .iter()
+            .map(|name| {
+                json!({
+                    "provider": name,
+                    "period": period,
+                    "spend": spend.period(name, &period),
+                })
+            })
+            .collect();
+        (rows, next)
+    });
+    Ok(Json(json!({
+        "period": period,
+        "providers": providers,
+        "next_position": next_position,
+    })))
+}
+
+/// Query of `GET /api/v1/benchmarks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarksQuery {
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only results at most this old (hours; default 24, as the seed's
+    /// `get_latest_benchmarks`).
+    pub max_age_hours: Option<u32>,
+    /// Wait until the view includes this position.
+    pub min_position: Option<u64>,
+}
+
+/// `GET /api/v1/benchmarks?category=`: latest result per provider × category.
+pub async fn benchmarks(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<BenchmarksQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(category) = &query.category {
+        if !tutorlog_actors::providers::category::CATEGORIES.contains(&category.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "category: one of {:?}",
+                tutorlog_actors::providers::category::CATEGORIES
+            )));
+        }
+    }
+    let hours = query.max_age_hours.unwrap_or(24);
+    if hours == 0 || hours > 24 * 365 {
+        return Err(ApiError::bad_request("max_age_hours: between 1 and 8760"));
+    }
+    crate::views::wait_for_position(&state.benchmarks, query.min_position, &state.config).await?;
+    let now = chrono::Utc::now();
+    let (results, next_position) = state.benchmarks.read(|benchmarks, next| {
+        let latest = benchmarks.latest(
+            query.category.as_deref(),
+            chrono::TimeDelta::hours(i64::from(hours)),
+            now,
+        );
+        (latest, next)
+    });
+    Ok(Json(json!({
+        "category": query.category,
+        "max_age_hours": hours,
+        "results": results,
+        "running": state.benchmark_scheduler.as_ref().and_then(|s| s.running()),
+        "next_position": next_position,
+    })))
 }
 
 /// Body of `POST /api/v1/feedback`.
@@ -722,7 +840,7 @@ pub async fn admin_run_benchmarks(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     crate::http::learning::authorize(&state, &headers)?;
-    let scheduler = state.benchmarks.as_ref().ok_or_else(|| {
+    let scheduler = state.benchmark_scheduler.as_ref().ok_or_else(|| {
         ApiError::unavailable(
             "no_providers",
             "benchmarks need providers: add a [[providers]] entry to the config file",

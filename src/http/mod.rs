@@ -59,7 +59,7 @@ pub struct AppState {
     /// Keys accepted on `/v1/*`.
     pub api_keys: crate::gateway::keys::ApiKeys,
     /// The benchmark scheduler; `None` without providers.
-    pub benchmarks: Option<crate::gateway::benchmarks::BenchmarkScheduler>,
+    pub benchmark_scheduler: Option<crate::gateway::benchmarks::BenchmarkScheduler>,
 }
 
 /// Builds the router with its limits.
@@ -105,6 +105,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/providers/status", get(gateway::providers_status))
         .route("/api/v1/providers/health", get(gateway::providers_health))
         .route("/api/v1/provider-health", get(gateway::providers_health))
+        .route("/api/v1/providers/costs", get(gateway::providers_costs))
+        .route("/api/v1/benchmarks", get(gateway::benchmarks))
         .route("/api/v1/budget/check", post(gateway::budget_check))
         .route("/api/v1/budget/status", get(gateway::budget_status))
         .route(

@@ -11,6 +11,7 @@ fn ok(latency_micros: u64) -> Event {
         request_id: Uuid::from_u128(u128::from(latency_micros)),
         model: "m".into(),
         latency_micros,
+        trial: false,
     })
 }
 
@@ -21,6 +22,7 @@ fn failed(kind: ErrorKind, message: &str) -> Event {
         latency_micros: 5,
         error_kind: kind,
         message: message.into(),
+        trial: false,
     })
 }
 
@@ -30,6 +32,7 @@ fn opened() -> Event {
         failures: 5,
         last_error: ErrorKind::Server,
         open_secs: 60,
+        retry_at: chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_060, 0).expect("valid"),
     })
 }
 
