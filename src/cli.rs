@@ -48,6 +48,12 @@ pub enum Command {
     /// Print a view (mastery, algo_runs, stream_stats) as of a position or time, as
     /// the daemon serves it at /api/v1/views/{name}.
     Replay(crate::commands::replay::ReplayArgs),
+    /// Export datasets from the log (`export dataset`).
+    Export {
+        /// Export subcommand.
+        #[command(subcommand)]
+        command: crate::commands::export::ExportCommand,
+    },
     /// Validate a configuration file and print the effective configuration.
     Config {
         /// Config subcommand.
