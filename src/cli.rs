@@ -54,6 +54,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::commands::export::ExportCommand,
     },
+    /// Show the chain of events behind one gateway request or training session/round.
+    Explain(crate::commands::explain::ExplainArgs),
     /// Validate a configuration file and print the effective configuration.
     Config {
         /// Config subcommand.

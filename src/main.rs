@@ -41,6 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(args) => tool_runtime()?.block_on(commands::events::run(&args)),
         Command::Replay(args) => commands::replay::run(&args),
         Command::Export { command } => tool_runtime()?.block_on(commands::export::run(&command)),
+        Command::Explain(args) => tool_runtime()?.block_on(commands::explain::run(&args)),
         Command::Algo { command } => commands::algo::run(&command),
         Command::Audit {
             command: AuditCommand::Verify { data_dir, store },
