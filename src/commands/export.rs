@@ -42,7 +42,7 @@ pub struct DatasetArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Least composite quality score (0–100) an example or pair needs [default: 70].
-    #[arg(long, value_name = "SCORE")]
+    #[arg(long, value_name = "SCORE", allow_negative_numbers = true)]
     pub min_quality: Option<String>,
     /// Only events recorded at or after this RFC 3339 time.
     #[arg(long, value_name = "RFC3339")]

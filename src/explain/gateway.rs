@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use super::{
     read_stream_bounded, seconds, uuid_time, ExplainKind, Explanation, ScanStats,
-    REQUEST_EVENTS_MAX, SCAN_CHUNK_EVENTS, WINDOW_EVENTS_MAX, WINDOW_MARGIN_SECS,
+    ID_TIME_MARGIN_SECS, REQUEST_EVENTS_MAX, SCAN_CHUNK_EVENTS, SETTLED_TAIL_EVENTS,
+    WINDOW_EVENTS_MAX, WINDOW_MARGIN_SECS,
 };
 use crate::log_time::first_position_at_or_after;
 
@@ -74,42 +75,83 @@ async fn correlated_window(
         })
         .max()
         .unwrap_or(0);
-    let mut start_time = first.recorded_at
-        - TimeDelta::microseconds(i64::try_from(duration).unwrap_or(i64::MAX / 2));
-    if let Some(made) = uuid_time(id).filter(|t| *t < start_time) {
-        start_time = made;
-    }
-    start_time -= seconds(WINDOW_MARGIN_SECS);
+    let by_duration = first.recorded_at
+        - TimeDelta::microseconds(i64::try_from(duration).unwrap_or(i64::MAX / 2))
+        - seconds(WINDOW_MARGIN_SECS);
+    let start_time = match uuid_time(id) {
+        Some(made) => (made - seconds(ID_TIME_MARGIN_SECS)).min(first.recorded_at),
+        None => by_duration,
+    };
     let low = first.position.saturating_sub(WINDOW_EVENTS_MAX);
     let start = first_position_at_or_after(store, start_time, low, first.position).await?;
-    let end_time = last.recorded_at + seconds(WINDOW_MARGIN_SECS);
-    let hard_end = last.position.saturating_add(WINDOW_EVENTS_MAX);
-    scan_window(
-        store,
-        id,
-        stream,
-        start,
-        (last.position, end_time, hard_end),
-        scan,
-    )
-    .await
+    let window = Window {
+        after_position: last.position,
+        end_time: last.recorded_at + seconds(WINDOW_MARGIN_SECS),
+        hard_end: last.position.saturating_add(WINDOW_EVENTS_MAX),
+        attempts: own
+            .iter()
+            .filter(|e| e.event_type == "provider.query.started")
+            .count(),
+    };
+    scan_window(store, id, stream, start, &window, scan).await
 }
 
-/// Scans `$all` from `start` until past `after_position` *and* `end_time`, or
-/// `hard_end`, keeping correlated events not on `stream`.
+/// Where a scan may stop.
+struct Window {
+    /// The request's last call event: the scan always goes past it.
+    after_position: u64,
+    /// Past the call and this time, stop.
+    end_time: DateTime<Utc>,
+    /// Past this position, stop (and say so).
+    hard_end: u64,
+    /// Attempts the request made: each has a reservation, a settlement and an
+    /// outcome to find.
+    attempts: usize,
+}
+
+/// Counts the found events each attempt should have, to stop early.
+#[derive(Default)]
+struct Settled {
+    reservations: usize,
+    settlements: usize,
+    outcomes: usize,
+}
+
+impl Settled {
+    fn count(&mut self, event_type: &str) {
+        match event_type {
+            "budget.reserved" => self.reservations += 1,
+            "budget.committed" | "budget.released" => self.settlements += 1,
+            "provider.query.completed" | "provider.query.failed" => self.outcomes += 1,
+            _ => {}
+        }
+    }
+
+    fn covers(&self, attempts: usize) -> bool {
+        attempts > 0
+            && self.reservations >= attempts
+            && self.settlements >= attempts
+            && self.outcomes >= attempts
+    }
+}
+
+/// Scans `$all` from `start` (see [`Window`] for where it stops), keeping
+/// correlated events not on `stream`.
 async fn scan_window(
     store: &dyn EventStore,
     id: Uuid,
     stream: &str,
     start: u64,
-    (after_position, end_time, hard_end): (u64, DateTime<Utc>, u64),
+    window: &Window,
     scan: &mut ScanStats,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut found = Vec::new();
+    let mut settled = Settled::default();
+    let mut tail_left: Option<u64> = None;
     let mut cursor = start;
     scan.window_first = Some(start);
     'scan: loop {
-        if cursor > hard_end {
+        if cursor > window.hard_end {
             scan.truncated = true;
             break;
         }
@@ -117,14 +159,21 @@ async fn scan_window(
         let Some(tail) = events.last() else { break };
         cursor = tail.position + 1;
         for event in events {
-            if event.position > after_position && event.recorded_at > end_time {
+            let past_call = event.position > window.after_position;
+            if tail_left == Some(0) || (past_call && event.recorded_at > window.end_time) {
                 break 'scan;
             }
             scan.all_events_read += 1;
             scan.window_last = Some(event.position);
             if event.correlation_id == Some(id) && event.stream != stream {
+                settled.count(&event.event_type);
                 found.push(event);
             }
+            tail_left = match tail_left {
+                Some(left) => Some(left.saturating_sub(1)),
+                None if past_call && settled.covers(window.attempts) => Some(SETTLED_TAIL_EVENTS),
+                None => None,
+            };
         }
     }
     Ok(found)

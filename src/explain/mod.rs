@@ -10,11 +10,16 @@
 //!
 //! 1. read `request-{id}` (at most [`REQUEST_EVENTS_MAX`] events);
 //! 2. take the positions of its call events (all but `feedback.recorded`, which may
-//!    come days later) and widen them into a window of `$all`: back to the call's
-//!    start — the record's time minus the execution's `duration_micros`, or the
-//!    request id's UUID v7 time if earlier — less [`WINDOW_MARGIN_SECS`], found by
-//!    binary search on `recorded_at`; forward to [`WINDOW_MARGIN_SECS`] after the
-//!    record; never more than [`WINDOW_EVENTS_MAX`] events either way;
+//!    come days later) and widen them into a window of `$all`. It starts at the
+//!    request id's UUID v7 time (the id is made before anything is reserved) less
+//!    [`ID_TIME_MARGIN_SECS`], or without one at the record's time minus the
+//!    execution's `duration_micros` less [`WINDOW_MARGIN_SECS`], found by binary
+//!    search on `recorded_at`. It ends once every `provider.query.started` attempt
+//!    has its reservation, its commit or release and its circuit outcome (these are
+//!    sent without waiting, so they may land after the record), plus
+//!    [`SETTLED_TAIL_EVENTS`] for transitions in the same append; failing that,
+//!    [`WINDOW_MARGIN_SECS`] after the record. Never more than
+//!    [`WINDOW_EVENTS_MAX`] events either side;
 //! 3. scan only that window, keeping events whose correlation id is the request's.
 //!
 //! **Training** (the id is a session id or a round id, both UUID v7). The id's
@@ -45,6 +50,12 @@ use uuid::Uuid;
 pub const REQUEST_EVENTS_MAX: usize = 10_000;
 /// Slack around a gateway call's window, seconds.
 pub const WINDOW_MARGIN_SECS: i64 = 10;
+/// Slack before a request id's UUID v7 time (made before anything was reserved),
+/// seconds: clock granularity only.
+pub const ID_TIME_MARGIN_SECS: i64 = 1;
+/// Events scanned past the point where every attempt has its reservation,
+/// settlement and circuit outcome: circuit transitions share the outcome's append.
+pub const SETTLED_TAIL_EVENTS: u64 = 64;
 /// Most `$all` events scanned on each side of a gateway call's own events.
 pub const WINDOW_EVENTS_MAX: u64 = 100_000;
 /// Slack around a training id's UUID v7 time, seconds.

@@ -226,9 +226,10 @@ fn noise(log: &mut TimedLog, at: DateTime<Utc>, salt: u16) {
 }
 
 /// A gateway call that failed over from `mock` (opening its circuit) to `backup`,
-/// amid other requests' events, with feedback half an hour later. Returns the log,
-/// the request id and the positions of its events.
-fn gateway_log() -> (TimedLog, Uuid, Vec<u64>) {
+/// amid other requests' events, with feedback half an hour later; `busy_after`
+/// other requests follow within the same second. Returns the log, the request id
+/// and the positions of its events.
+fn gateway_log_with(busy_after: u16) -> (TimedLog, Uuid, Vec<u64>) {
     let mut log = TimedLog::default();
     let t0 = base_time();
     for n in 0..400u16 {
@@ -290,6 +291,9 @@ fn gateway_log() -> (TimedLog, Uuid, Vec<u64>) {
         period: "2030-03".into(),
     });
     log.push("budget-backup", start + ms(1_510), &committed, r);
+    for n in 0..busy_after {
+        noise(&mut log, start + ms(1_511), n + 40_000);
+    }
     for n in 0..400u16 {
         noise(
             &mut log,
@@ -308,6 +312,10 @@ fn gateway_log() -> (TimedLog, Uuid, Vec<u64>) {
     noise(&mut log, start + TimeDelta::minutes(31), 30_000);
     let mine = log.positions_where(|e| e.correlation_id == r);
     (log, id, mine)
+}
+
+fn gateway_log() -> (TimedLog, Uuid, Vec<u64>) {
+    gateway_log_with(0)
 }
 
 #[tokio::test]
@@ -371,6 +379,26 @@ async fn a_gateway_chain_is_complete_ordered_and_nothing_else() {
         "{text}"
     );
     assert!(summary["scan"]["all_events_read"].as_u64().is_some());
+}
+
+#[tokio::test]
+async fn a_busy_log_is_scanned_only_until_the_call_is_settled() {
+    let (log, id, mine) = gateway_log_with(5_000);
+    let found = explain(&log, id, None)
+        .await
+        .expect("explain")
+        .expect("found");
+    let positions: Vec<u64> = found.events.iter().map(|e| e.position).collect();
+    assert_eq!(positions, mine);
+    // Every attempt settled at the commit: the 10,000 events recorded in the same
+    // second after it are not read, beyond the short tail.
+    assert!(
+        found.scan.all_events_read < 20 + SETTLED_TAIL_EVENTS,
+        "{:?}",
+        found.scan
+    );
+    assert!(found.scan.all_events_read > SETTLED_TAIL_EVENTS);
+    assert!(!found.scan.truncated);
 }
 
 #[tokio::test]

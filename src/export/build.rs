@@ -17,8 +17,9 @@ use super::{
         quality_from_signals, share, verdict_signals,
     },
     split::{assign_splits, Split},
-    Message, Sources, FEEDBACK_SYSTEM_PROMPT, NO_DIFFICULTY, PAIRS_PER_PROMPT_MAX,
-    PAIR_CHOSEN_QUALITY_MIN, PAIR_MARGIN, PAIR_REJECTED_QUALITY_MAX, TUTOR_SYSTEM_PROMPT,
+    Message, Sources, ANSWER_SYSTEM_PROMPT, FEEDBACK_SYSTEM_PROMPT, NO_DIFFICULTY,
+    PAIRS_PER_PROMPT_MAX, PAIR_CHOSEN_QUALITY_MIN, PAIR_MARGIN, PAIR_REJECTED_QUALITY_MAX,
+    TUTOR_SYSTEM_PROMPT,
 };
 
 /// Quality of a `tutor_feedback` label whose recorded score, but not feedback, is
@@ -389,7 +390,7 @@ fn item_pairs(
         // Nobody passed: the reference answer, whose grade is deterministic.
         .unwrap_or((item.answer.as_str(), reference_quality, 100.0));
     let prompt = vec![
-        message("system", TUTOR_SYSTEM_PROMPT),
+        message("system", ANSWER_SYSTEM_PROMPT),
         message("user", &item.prompt),
     ];
     for (text, score, confidence) in &scored {

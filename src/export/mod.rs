@@ -58,8 +58,8 @@
 //!   teach more); `tutor_feedback`: `0.5·L + 0.5 · 100 · share of incorrect
 //!   attempts`; `gateway_exchange`: `L`.
 //!
-//! Only IEEE-exact operations (`+ − × ÷ √`, powers of two) are used, so every score
-//! is the same bit pattern on every platform.
+//! Only operations IEEE 754 rounds correctly (`+ − × ÷ √`) are used, never a libm
+//! function such as `ln`, so every score is the same bit pattern on every platform.
 //!
 //! # Outliers
 //!
@@ -83,11 +83,13 @@
 //!
 //! `{"chosen":[assistant], "prompt":[messages…], "rejected":[assistant]}`:
 //!
-//! - **Items**: the prompt is the `item_answer` prompt. `chosen` is the best recovered
-//!   learner response scoring ≥ 80 (the pass mark), or the bare reference answer when
-//!   no learner passed; `rejected` is each recovered response scoring < 80 and at
-//!   least [`PAIR_MARGIN`] (20) below `chosen`. Both sides are answers of the same
-//!   style, so a trainer cannot learn "longer is better" from them.
+//! - **Items**: the prompt is `system` ([`ANSWER_SYSTEM_PROMPT`]) and `user` (the
+//!   item's prompt). `chosen` is the best recovered learner response scoring ≥ 80
+//!   (the pass mark), or the bare reference answer when no learner passed;
+//!   `rejected` is each other recovered response scoring < 80 and at least
+//!   [`PAIR_MARGIN`] (20) below `chosen`. A response counts only with a recorded
+//!   score today's rubric still gives. Both sides are bare answers, so a trainer
+//!   cannot learn "longer is better" from them.
 //! - **Gateway**: exchanges with the same prompt (identical request messages): each
 //!   one with feedback and Q ≥ 70 against each one with feedback and Q ≤ 40, best
 //!   against worst first, at most [`PAIRS_PER_PROMPT_MAX`] pairs per prompt.
@@ -157,8 +159,11 @@ pub const SOURCE_RECORDS_MAX: usize = 2_000_000;
 /// Difficulty of gateway exchanges, which have none.
 pub const NO_DIFFICULTY: &str = "n/a";
 
-/// The system turn of `item_answer` examples and item preference pairs.
+/// The system turn of `item_answer` examples.
 pub const TUTOR_SYSTEM_PROMPT: &str = "You are a patient tutor. Answer the question correctly and briefly, then explain the reasoning in a few sentences.";
+/// The system turn of item preference pairs, whose sides are bare answers.
+pub const ANSWER_SYSTEM_PROMPT: &str =
+    "You are a patient tutor. Answer the question with the answer only.";
 /// The system turn of `tutor_feedback` examples.
 pub const FEEDBACK_SYSTEM_PROMPT: &str = "You are a patient tutor. Given a question and a learner's answer, say whether the answer is right and give specific feedback: name the mistake if there is one, then explain.";
 

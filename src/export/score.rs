@@ -1,6 +1,6 @@
 //! The composite score's components (formulas in the module docs of
-//! [`crate::export`]). Only IEEE-exact operations, so scores are bit-identical on
-//! every platform.
+//! [`crate::export`]). Only correctly rounded IEEE 754 operations (no libm), so
+//! scores are bit-identical on every platform.
 
 use super::{
     Verdict, LENGTH_SCORE_WORDS, WEIGHT_CONFIDENCE, WEIGHT_DIVERSITY, WEIGHT_INFORMATIVENESS,

@@ -116,7 +116,13 @@ fn graded_rounds_give_answer_feedback_and_pair_examples() {
     assert_eq!(dataset.preferences.len(), 1);
     let pair = &dataset.preferences[0];
     assert_eq!((pair.chosen.as_str(), pair.rejected.as_str()), ("4", "7"));
-    assert_eq!(pair.prompt, answer.messages[..2].to_vec());
+    assert_eq!(
+        pair.prompt,
+        vec![
+            Message::new("system", ANSWER_SYSTEM_PROMPT),
+            answer.messages[1].clone()
+        ]
+    );
     assert_eq!(pair.kind, PairKind::Item);
     let line: serde_json::Value = serde_json::from_str(&pair.line).expect("json");
     assert_eq!(line["chosen"][0]["role"], "assistant");
