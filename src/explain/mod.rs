@@ -25,8 +25,9 @@
 //! **Training** (the id is a session id or a round id, both UUID v7). The id's
 //! embedded time locates the event that introduced it (`training.started` or
 //! `training.round.started`, appended within moments of the id being made): a
-//! binary search on `recorded_at`, then a scan of at most [`LOCATE_EVENTS_MAX`]
-//! events within [`LOCATE_MARGIN_SECS`] of that time. From there only the learner's
+//! binary search on `recorded_at` for that time less [`ID_TIME_MARGIN_SECS`], then
+//! a scan of at most [`LOCATE_EVENTS_MAX`] events up to [`LOCATE_MARGIN_SECS`]
+//! after it. From there only the learner's
 //! own stream is read forward until the session (or round) completes, at most
 //! [`TRAINING_EVENTS_MAX`] events. `mastery.decayed` belongs to the session event
 //! right after it and `mastery.improved` to the one right before it (the learner
@@ -58,7 +59,8 @@ pub const ID_TIME_MARGIN_SECS: i64 = 1;
 pub const SETTLED_TAIL_EVENTS: u64 = 64;
 /// Most `$all` events scanned on each side of a gateway call's own events.
 pub const WINDOW_EVENTS_MAX: u64 = 100_000;
-/// Slack around a training id's UUID v7 time, seconds.
+/// How long after a training id's UUID v7 time the event naming it may be
+/// recorded (a slow actor, a retried append), seconds.
 pub const LOCATE_MARGIN_SECS: i64 = 60;
 /// Most `$all` events scanned to locate a training id.
 pub const LOCATE_EVENTS_MAX: u64 = 100_000;

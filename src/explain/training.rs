@@ -7,8 +7,8 @@ use tutorlog_store::{EventStore, StoreError};
 use uuid::Uuid;
 
 use super::{
-    seconds, uuid_time, ExplainKind, Explanation, ScanStats, LOCATE_EVENTS_MAX, LOCATE_MARGIN_SECS,
-    SCAN_CHUNK_EVENTS, TRAINING_EVENTS_MAX,
+    seconds, uuid_time, ExplainKind, Explanation, ScanStats, ID_TIME_MARGIN_SECS,
+    LOCATE_EVENTS_MAX, LOCATE_MARGIN_SECS, SCAN_CHUNK_EVENTS, TRAINING_EVENTS_MAX,
 };
 use crate::log_time::{first_position_at_or_after, next_position};
 
@@ -95,7 +95,7 @@ async fn locate_by_time(
     };
     let end = next_position(store);
     let start =
-        first_position_at_or_after(store, made - seconds(LOCATE_MARGIN_SECS), 0, end).await?;
+        first_position_at_or_after(store, made - seconds(ID_TIME_MARGIN_SECS), 0, end).await?;
     let until = made + seconds(LOCATE_MARGIN_SECS);
     scan.window_first = Some(start);
     let mut cursor = start;
