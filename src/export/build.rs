@@ -426,12 +426,8 @@ struct Pooled {
     first_position: u64,
 }
 
-fn exchange_drafts(
-    sources: &Sources,
-    drafts: &mut Vec<Draft>,
-    pairs: &mut Vec<PairDraft>,
-    report: &mut BuildReport,
-) {
+/// Usable exchanges by line, identical ones pooled.
+fn pool_exchanges(sources: &Sources, report: &mut BuildReport) -> BTreeMap<String, Pooled> {
     let mut pooled: BTreeMap<String, Pooled> = BTreeMap::new();
     for (request_id, exchange) in &sources.exchanges {
         let Some(mut messages) = parse_messages(&exchange.request_messages) else {
@@ -471,6 +467,16 @@ fn exchange_drafts(
             }
         }
     }
+    pooled
+}
+
+fn exchange_drafts(
+    sources: &Sources,
+    drafts: &mut Vec<Draft>,
+    pairs: &mut Vec<PairDraft>,
+    report: &mut BuildReport,
+) {
+    let pooled = pool_exchanges(sources, report);
     // By prompt, for pairs: (quality, confidence, answer) of rated exchanges.
     let mut by_prompt: BTreeMap<String, Vec<(f64, f64, String)>> = BTreeMap::new();
     for pooled in pooled.into_values() {
