@@ -52,6 +52,14 @@ pub enum Command {
     /// Run the mock LLM provider (OpenAI-compatible, for tests and benchmarks;
     /// docs/mock-provider.md).
     MockProvider(crate::mock_provider::MockProviderArgs),
+    /// Export datasets from the log (`export dataset`).
+    Export {
+        /// Export subcommand.
+        #[command(subcommand)]
+        command: crate::commands::export::ExportCommand,
+    },
+    /// Show the chain of events behind one gateway request or training session/round.
+    Explain(crate::commands::explain::ExplainArgs),
     /// Validate a configuration file and print the effective configuration.
     Config {
         /// Config subcommand.

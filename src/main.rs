@@ -12,7 +12,15 @@ use tutorlog::{
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version` print as clap renders them, on stdout.
+        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) => {
+            eprintln!("error: {}", one_line(&error.render().to_string()));
+            std::process::exit(2);
+        }
+    };
     telemetry::init_logging(cli.log_format);
     if let Err(error) = run(cli) {
         // `{:#}` prints the whole context chain on one line.
@@ -33,6 +41,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(args) => tool_runtime()?.block_on(commands::events::run(&args)),
         Command::Replay(args) => commands::replay::run(&args),
         Command::MockProvider(args) => tutorlog::mock_provider::run(&args),
+        Command::Export { command } => tool_runtime()?.block_on(commands::export::run(&command)),
+        Command::Explain(args) => tool_runtime()?.block_on(commands::explain::run(&args)),
         Command::Algo { command } => commands::algo::run(&command),
         Command::Audit {
             command: AuditCommand::Verify { data_dir, store },
@@ -47,6 +57,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A clap error on one line: the message and its details, without the usage
+/// block and the `--help` hint.
+fn one_line(rendered: &str) -> String {
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error:").unwrap_or(line).trim());
+        }
+    }
+    parts.join(" ")
 }
 
 /// A small runtime for one-shot tools that read the log.

@@ -3,6 +3,8 @@
 pub mod algo;
 pub mod audit;
 pub mod events;
+pub mod explain;
+pub mod export;
 pub mod replay;
 pub mod table;
 

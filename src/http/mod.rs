@@ -1,5 +1,6 @@
 //! The HTTP API (axum): routes, shared state, limits.
 
+pub mod audit;
 pub mod error;
 pub mod events;
 pub mod gateway;
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/challenges/grade", post(learning::challenge_grade))
         .route("/api/v1/learning/info", get(learning::info))
         .route("/api/v1/audit/algo-runs", get(learning::algo_runs))
+        .route("/api/v1/audit/requests/{id}", get(audit::request))
         .route(
             "/api/v1/admin/algos/{key}/versions",
             post(learning::admin_register),
