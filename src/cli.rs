@@ -100,7 +100,7 @@ impl StoreArgs {
 }
 
 /// `tutorlog serve`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Configuration file [default: ./tutorlog.toml if present].
     #[arg(long, env = "TUTORLOG_CONFIG")]

@@ -595,6 +595,11 @@ pub fn changed_keys(before: &serde_json::Value, after: &serde_json::Value) -> Ve
                     );
                 }
             }
+            (serde_json::Value::Array(x), serde_json::Value::Array(y)) if x.len() == y.len() => {
+                for (i, (a, b)) in x.iter().zip(y).enumerate() {
+                    walk(&format!("{prefix}[{i}]"), a, b, out);
+                }
+            }
             _ if a != b => out.push(prefix.to_owned()),
             _ => {}
         }
@@ -669,8 +674,14 @@ mod tests {
 
     #[test]
     fn changed_keys_lists_dotted_paths() {
-        let a = serde_json::json!({"server": {"listen": "a", "x": 1}, "k": [1]});
-        let b = serde_json::json!({"server": {"listen": "b", "x": 1}, "k": [2]});
-        assert_eq!(changed_keys(&a, &b), vec!["k", "server.listen"]);
+        let a = serde_json::json!({"server": {"listen": "a", "x": 1}, "k": [1], "p": [{"q": 1}]});
+        let b = serde_json::json!({"server": {"listen": "b", "x": 1}, "k": [2], "p": [{"q": 2}]});
+        assert_eq!(
+            changed_keys(&a, &b),
+            vec!["k[0]", "p[0].q", "server.listen"]
+        );
+        // A list that grows or shrinks is one change of the whole list.
+        let c = serde_json::json!({"p": [{"q": 1}, {"q": 2}]});
+        assert_eq!(changed_keys(&a, &c), vec!["k", "p", "server"]);
     }
 }

@@ -56,6 +56,7 @@ pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Arc::new(load_config(&args)?);
+    let reload_args = args.clone();
     let metrics = telemetry::init_metrics().context("installing the metrics recorder")?;
     let data_dir = config.server.data_dir.clone();
     let handle = backend::open_store(&config, &data_dir).await?;
@@ -145,6 +146,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        reload_args,
+        Arc::clone(&config),
+        gateway.clone(),
+        Arc::clone(&shared),
+    ));
+    let sighup = spawn_sighup_reload(Arc::clone(&reloader));
     let state = AppState {
         store: shared,
         config: Arc::clone(&config),
@@ -162,6 +170,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         gateway: gateway.clone(),
         api_keys,
         benchmark_scheduler,
+        reloader: Some(reloader),
     };
     tracing::info!(address = %local, "listening");
     // TCP_NODELAY: without it a keep-alive client waits on delayed ACKs (~40 ms).
@@ -178,6 +187,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(schedule) = batch_schedule {
         schedule.abort();
     }
+    sighup.abort();
     tracing::info!("stopping: HTTP closed, stopping learner actors");
     learners.shutdown().await;
     if let Some(gateway) = &gateway {
@@ -273,6 +283,32 @@ fn spawn_batch_schedule(
             }
         }
     }))
+}
+
+/// Reloads the configuration on every SIGHUP (logging what happened).
+fn spawn_sighup_reload(reloader: Arc<crate::reload::Reloader>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut hangups = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; use POST /api/v1/admin/config/reload");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match reloader.reload().await {
+                Ok(reloaded) if reloaded.changes.is_empty() => {
+                    tracing::info!("SIGHUP: configuration unchanged")
+                }
+                Ok(reloaded) => {
+                    tracing::info!(changes = ?reloaded.changes, "SIGHUP: configuration applied")
+                }
+                Err(error) => tracing::error!(%error, "SIGHUP: configuration not applied"),
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

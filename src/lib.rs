@@ -15,5 +15,6 @@ pub mod gateway;
 pub mod http;
 pub mod log_time;
 pub mod mock_provider;
+pub mod reload;
 pub mod telemetry;
 pub mod views;

@@ -407,3 +407,112 @@ async fn a_training_session_pauses_with_reason_budget_when_feedback_is_unafforda
     assert!(budget.contains("provider.budget.exceeded"));
     daemon.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_prices_and_priorities_reload_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start(&["--prompt-tokens", "10", "--completion-tokens", "16"]);
+    let write = |budget: f64, priority: u32, base_url: &str| {
+        let text = format!(
+            "{}{}",
+            gateway_toml("strict"),
+            mock_provider_toml("paid", base_url, priority, budget, 60)
+        );
+        std::fs::write(dir.path().join("tutorlog.toml"), text).expect("write");
+    };
+    // $0.00001 affords nothing.
+    let config = format!(
+        "{}{}",
+        gateway_toml("strict"),
+        mock_provider_toml("paid", &mock.base_url(), 1, 0.00001, 60)
+    );
+    let daemon = Daemon::start(dir.path(), &config).await;
+    let (status, body) = daemon
+        .post("/v1/chat/completions", &chat_body("hi", 16))
+        .await;
+    assert_eq!(status, 402, "{body}");
+
+    // Without the admin token: 401. With it: the new budget and priority apply.
+    let (status, _) = daemon.post("/api/v1/admin/config/reload", &json!({})).await;
+    assert_eq!(status, 401);
+    // `Daemon::start` prepends [server]: keep it when rewriting.
+    let server = format!(
+        "[server]\nlisten = \"{}\"\n\n",
+        daemon.url.trim_start_matches("http://")
+    );
+    write(5.0, 3, &mock.base_url());
+    let mut text = std::fs::read_to_string(dir.path().join("tutorlog.toml")).expect("read");
+    text.insert_str(0, &server);
+    std::fs::write(dir.path().join("tutorlog.toml"), &text).expect("write");
+    let (status, reloaded) = daemon
+        .post_admin("/api/v1/admin/config/reload", &json!({}))
+        .await;
+    assert_eq!(status, 200, "{reloaded}");
+    let changes: Vec<&str> = reloaded["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        changes,
+        ["providers[0].monthly_budget_usd", "providers[0].priority"]
+    );
+    let (status, body) = daemon
+        .post("/v1/chat/completions", &chat_body("hi", 16))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, providers) = daemon.get("/api/v1/providers/status").await;
+    assert_eq!(providers["providers"][0]["priority"], 3);
+
+    // A key that needs a restart is refused, by name, and nothing changes.
+    let mut moved = text.replace(&mock.base_url(), "http://127.0.0.1:9/v1");
+    moved = moved.replace("monthly_budget_usd = 5", "monthly_budget_usd = 6");
+    std::fs::write(dir.path().join("tutorlog.toml"), moved).expect("write");
+    let (status, refused) = daemon
+        .post_admin("/api/v1/admin/config/reload", &json!({}))
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("providers[0].base_url"), "{message}");
+    let (_, budget) = daemon.get("/api/v1/budget/status").await;
+    assert_eq!(budget["providers"][0]["total_usd"], json!(5.0));
+
+    // SIGHUP does the same.
+    std::fs::write(
+        dir.path().join("tutorlog.toml"),
+        text.replace("monthly_budget_usd = 5", "monthly_budget_usd = 7"),
+    )
+    .expect("write");
+    let pid = daemon.proc.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let mut total = Value::Null;
+    for _ in 0..100 {
+        let (_, budget) = daemon.get("/api/v1/budget/status").await;
+        total = budget["providers"][0]["total_usd"].clone();
+        if total == json!(7.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(total, json!(7.0));
+
+    // Each applied reload is a config.applied event naming its changes.
+    let events = daemon.tool(&["events", "--stream", "config"]);
+    let applied: Vec<Value> = events
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .collect();
+    assert_eq!(applied.len(), 3, "start + two reloads");
+    assert_eq!(
+        applied[1]["payload"]["changes"],
+        json!(["providers[0].monthly_budget_usd", "providers[0].priority"])
+    );
+    let limits = daemon.tool(&["events", "--stream", "budget-paid"]);
+    assert_eq!(limits.matches("budget.limit.changed").count(), 3);
+    daemon.stop();
+}

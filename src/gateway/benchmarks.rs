@@ -269,7 +269,11 @@ async fn execute(
         let Some(runtime) = gateway.provider(provider) else {
             continue;
         };
-        let model = runtime.default_model().unwrap_or("default").to_owned();
+        let model = runtime
+            .settings()
+            .default_model()
+            .unwrap_or("default")
+            .to_owned();
         for test in suite.select(categories) {
             let mut call = Call::new(
                 CallSource::Benchmark,

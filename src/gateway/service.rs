@@ -159,12 +159,10 @@ impl ProviderStats {
     }
 }
 
-/// One configured provider with its adapter, budget and circuit.
-pub struct ProviderRuntime {
-    /// Name.
-    pub name: String,
-    /// Protocol kind.
-    pub kind: String,
+/// What a config reload may change about a provider (SIGHUP or
+/// `POST /api/v1/admin/config/reload`); read per request, swapped whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderSettings {
     /// Configured priority (lower first).
     pub priority: u32,
     /// Per-call timeout.
@@ -173,25 +171,28 @@ pub struct ProviderRuntime {
     pub models: Vec<ModelPrice>,
     /// Digest of the price table, recorded with every commit.
     pub price_version: String,
-    /// The wire protocol.
-    pub adapter: Arc<dyn Adapter>,
-    /// Its budget actor.
-    pub budget: BudgetHandle,
-    /// Its circuit actor.
-    pub circuit: CircuitHandle,
-    stats: ProviderStats,
 }
 
-impl std::fmt::Debug for ProviderRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderRuntime")
-            .field("name", &self.name)
-            .field("kind", &self.kind)
-            .finish()
+impl ProviderSettings {
+    /// The settings in a provider's configuration.
+    pub fn from_config(provider: &ProviderConfig) -> Self {
+        let models: Vec<ModelPrice> = provider
+            .models
+            .iter()
+            .map(|m| ModelPrice {
+                name: m.name.clone(),
+                input_usd_per_mtok: m.input_usd_per_mtok,
+                output_usd_per_mtok: m.output_usd_per_mtok,
+            })
+            .collect();
+        ProviderSettings {
+            priority: provider.priority,
+            timeout: Duration::from_millis(provider.timeout_ms),
+            price_version: price_version(&models),
+            models,
+        }
     }
-}
 
-impl ProviderRuntime {
     /// The price of `model` (free when the provider lists no models).
     pub fn price(&self, model: &str) -> Option<ModelPrice> {
         if self.models.is_empty() {
@@ -207,6 +208,61 @@ impl ProviderRuntime {
     /// The model `auto` uses: the first listed.
     pub fn default_model(&self) -> Option<&str> {
         self.models.first().map(|m| m.name.as_str())
+    }
+}
+
+/// One configured provider with its adapter, budget and circuit.
+pub struct ProviderRuntime {
+    /// Name.
+    pub name: String,
+    /// Protocol kind.
+    pub kind: String,
+    /// The wire protocol.
+    pub adapter: Arc<dyn Adapter>,
+    /// Its budget actor.
+    pub budget: BudgetHandle,
+    /// Its circuit actor.
+    pub circuit: CircuitHandle,
+    settings: ArcSwap<ProviderSettings>,
+    stats: ProviderStats,
+}
+
+impl std::fmt::Debug for ProviderRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderRuntime")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+impl ProviderRuntime {
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<ProviderSettings> {
+        self.settings.load_full()
+    }
+
+    /// Applies reloaded settings: prices and priority from the next request on,
+    /// budget limits recorded (`budget.limit.changed`) before this returns, the
+    /// breaker policy from its next decision, a priority change recorded as
+    /// `provider.priority.changed`.
+    pub async fn apply(
+        &self,
+        provider: &ProviderConfig,
+    ) -> Result<(), tutorlog_actors::CommandError> {
+        let next = ProviderSettings::from_config(provider);
+        let previous = self.settings.swap(Arc::new(next.clone()));
+        self.budget
+            .set_limits(Limits {
+                monthly_micros: usd_to_micros(provider.monthly_budget_usd),
+                per_request_micros: usd_to_micros(provider.per_request_budget_usd),
+            })
+            .await?;
+        self.circuit.set_policy(circuit_policy(provider));
+        if previous.priority != next.priority {
+            self.circuit.record_priority(next.priority);
+        }
+        Ok(())
     }
 }
 
@@ -536,7 +592,11 @@ impl Gateway {
                 .push(started_event(&plan, &provider, &model, number));
             let request = chat_request(&plan, &model);
             let call_started = Instant::now();
-            match provider.adapter.stream(&request, provider.timeout).await {
+            match provider
+                .adapter
+                .stream(&request, provider.settings().timeout)
+                .await
+            {
                 Ok(events) => {
                     return Ok(AnswerStream {
                         inner: events,
@@ -649,7 +709,7 @@ impl Gateway {
             inputs.push(CandidateInput {
                 provider: provider.name.clone(),
                 model: model.clone(),
-                priority: provider.priority,
+                priority: provider.settings().priority,
                 circuit_allows: provider.circuit.allows(),
                 circuit_phase: provider.circuit.phase().as_str(),
                 affordable: provider.budget.snapshot().can_afford(estimate),
@@ -709,15 +769,16 @@ impl Gateway {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, p)| {
-                    let model = p.default_model().unwrap_or("default").to_owned();
-                    p.price(&model).map(|price| (i, model, price))
+                    let settings = p.settings();
+                    let model = settings.default_model().unwrap_or("default").to_owned();
+                    settings.price(&model).map(|price| (i, model, price))
                 })
                 .collect();
             return Ok((false, all));
         }
         if let Some((name, model)) = requested.split_once('/') {
             if let Some(index) = providers.iter().position(|p| p.name == name) {
-                return match providers[index].price(model) {
+                return match providers[index].settings().price(model) {
                     Some(price) => Ok((true, vec![(index, model.to_owned(), price)])),
                     None => Err(GatewayError::ModelNotFound(requested.to_owned())),
                 };
@@ -727,7 +788,8 @@ impl Gateway {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| {
-                p.models
+                p.settings()
+                    .models
                     .iter()
                     .find(|m| m.name == requested)
                     .map(|price| (i, requested.to_owned(), price.clone()))
@@ -807,7 +869,11 @@ impl Gateway {
             .push(started_event(plan, &provider, &model, number));
         let request = chat_request(plan, &model);
         let call_started = Instant::now();
-        match provider.adapter.complete(&request, provider.timeout).await {
+        match provider
+            .adapter
+            .complete(&request, provider.settings().timeout)
+            .await
+        {
             Ok(response) => Attempt::Done(self.succeeded(
                 plan,
                 &provider,
@@ -854,7 +920,7 @@ impl Gateway {
             cost,
             usage.input_tokens,
             usage.output_tokens,
-            &provider.price_version,
+            &provider.settings().price_version,
         );
         provider
             .circuit
@@ -1190,15 +1256,6 @@ impl ProviderRuntime {
         store: &Arc<dyn EventStore>,
         clock: &Arc<dyn Clock>,
     ) -> anyhow::Result<ProviderRuntime> {
-        let models: Vec<ModelPrice> = provider
-            .models
-            .iter()
-            .map(|m| ModelPrice {
-                name: m.name.clone(),
-                input_usd_per_mtok: m.input_usd_per_mtok,
-                output_usd_per_mtok: m.output_usd_per_mtok,
-            })
-            .collect();
         let actor_timeout = Duration::from_secs(30);
         let budget = BudgetHandle::start(
             &provider.name,
@@ -1222,16 +1279,14 @@ impl ProviderRuntime {
         )
         .await
         .map_err(|e| anyhow::anyhow!("starting the circuit of provider {}: {e}", provider.name))?;
+        circuit.record_priority(provider.priority);
         Ok(ProviderRuntime {
             name: provider.name.clone(),
             kind: provider.kind.clone(),
-            priority: provider.priority,
-            timeout: Duration::from_millis(provider.timeout_ms),
-            price_version: price_version(&models),
-            models,
             adapter,
             budget,
             circuit,
+            settings: ArcSwap::from_pointee(ProviderSettings::from_config(provider)),
             stats: ProviderStats::default(),
         })
     }
@@ -1290,7 +1345,7 @@ impl AnswerStream {
     /// The next piece; `None` after the end (the call is then settled).
     pub async fn next(&mut self) -> Option<Result<StreamEvent, ProviderError>> {
         let state = self.state.as_mut()?;
-        let idle = state.provider.timeout;
+        let idle = state.provider.settings().timeout;
         let item = match tokio::time::timeout(idle, self.inner.next()).await {
             Ok(item) => item,
             Err(_) => Some(Err(ProviderError::new(
@@ -1339,7 +1394,7 @@ impl AnswerStream {
             cost,
             usage.input_tokens,
             usage.output_tokens,
-            &provider.price_version,
+            &provider.settings().price_version,
         );
         let outcome = match &error {
             None => CallOutcome::Success,

@@ -408,7 +408,7 @@ pub async fn models(
     let mut data = vec![json!({"id": "auto", "object": "model", "owned_by": "tutorlog"})];
     if let Some(gateway) = &state.gateway {
         for provider in gateway.providers() {
-            for model in &provider.models {
+            for model in &provider.settings().models {
                 data.push(json!({
                     "id": format!("{}/{}", provider.name, model.name),
                     "object": "model",
@@ -526,14 +526,15 @@ pub async fn providers_status(State(state): State<AppState>) -> Result<Json<Valu
         .iter()
         .map(|p| {
             let budget = p.budget.snapshot();
+            let settings = p.settings();
             json!({
                 "name": p.name,
                 "kind": p.kind,
-                "priority": p.priority,
+                "priority": settings.priority,
                 "available": p.circuit.allows() && budget.remaining_micros != Some(0),
                 "circuit": p.circuit.phase().as_str(),
-                "timeout_ms": p.timeout.as_millis() as u64,
-                "models": p.models.iter().map(|m| json!({
+                "timeout_ms": settings.timeout.as_millis() as u64,
+                "models": settings.models.iter().map(|m| json!({
                     "name": m.name,
                     "input_usd_per_mtok": m.input_usd_per_mtok,
                     "output_usd_per_mtok": m.output_usd_per_mtok,

@@ -1,5 +1,6 @@
 //! The HTTP API (axum): routes, shared state, limits.
 
+pub mod admin;
 pub mod audit;
 pub mod error;
 pub mod events;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub gateway: Option<crate::gateway::service::Gateway>,
     /// Keys accepted on `/v1/*`.
     pub api_keys: crate::gateway::keys::ApiKeys,
+    /// Config reload (SIGHUP and the admin endpoint).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
     /// The benchmark scheduler; `None` without providers.
     pub benchmark_scheduler: Option<crate::gateway::benchmarks::BenchmarkScheduler>,
 }
@@ -111,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/benchmarks", get(gateway::benchmarks))
         .route("/api/v1/budget/check", post(gateway::budget_check))
         .route("/api/v1/budget/status", get(gateway::budget_status))
+        .route("/api/v1/admin/config/reload", post(admin::reload_config))
         .route(
             "/api/v1/admin/run-benchmarks",
             post(gateway::admin_run_benchmarks),

@@ -17,8 +17,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use tutorlog_schemas::{
     events::{
-        CircuitClosed, CircuitHalfOpened, CircuitOpened, ErrorKind, ProviderQueryCompleted,
-        ProviderQueryFailed,
+        CircuitClosed, CircuitHalfOpened, CircuitOpened, ErrorKind, ProviderPriorityChanged,
+        ProviderQueryCompleted, ProviderQueryFailed,
     },
     CodecError, Event, NewEvent, RecordedEvent,
 };
@@ -92,6 +92,8 @@ pub struct CircuitState {
     pub calls: u64,
     /// Failed calls recorded.
     pub failures: u64,
+    /// The provider's configured priority, as last recorded.
+    pub priority: Option<u32>,
 }
 
 /// How a call ended.
@@ -131,6 +133,13 @@ pub enum CircuitCommand {
         /// The settings in force.
         policy: CircuitPolicy,
     },
+    /// The configured priority is this (recorded when it differs from the last).
+    SetPriority {
+        /// The priority.
+        priority: u32,
+        /// The settings in force.
+        policy: CircuitPolicy,
+    },
 }
 
 /// Circuit events (a subset of the catalogue).
@@ -146,6 +155,8 @@ pub enum CircuitEvent {
     HalfOpened(CircuitHalfOpened),
     /// `circuit.closed`.
     Closed(CircuitClosed),
+    /// `provider.priority.changed`.
+    PriorityChanged(ProviderPriorityChanged),
 }
 
 impl From<CircuitEvent> for Event {
@@ -156,6 +167,7 @@ impl From<CircuitEvent> for Event {
             CircuitEvent::Opened(e) => Event::CircuitOpened(e),
             CircuitEvent::HalfOpened(e) => Event::CircuitHalfOpened(e),
             CircuitEvent::Closed(e) => Event::CircuitClosed(e),
+            CircuitEvent::PriorityChanged(e) => Event::ProviderPriorityChanged(e),
         }
     }
 }
@@ -170,6 +182,7 @@ impl TryFrom<Event> for CircuitEvent {
             Event::CircuitOpened(e) => Ok(CircuitEvent::Opened(e)),
             Event::CircuitHalfOpened(e) => Ok(CircuitEvent::HalfOpened(e)),
             Event::CircuitClosed(e) => Ok(CircuitEvent::Closed(e)),
+            Event::ProviderPriorityChanged(e) => Ok(CircuitEvent::PriorityChanged(e)),
             other => Err(other),
         }
     }
@@ -224,7 +237,9 @@ impl Decider for Circuit {
     ) -> Result<Vec<CircuitEvent>, Self::Rejection> {
         let mut events = Vec::new();
         let policy = match command {
-            CircuitCommand::Record { policy, .. } | CircuitCommand::Tick { policy } => policy,
+            CircuitCommand::Record { policy, .. }
+            | CircuitCommand::Tick { policy }
+            | CircuitCommand::SetPriority { policy, .. } => policy,
         };
         // Time first: an open circuit whose period ended is half-open by now,
         // whatever the command.
@@ -237,6 +252,15 @@ impl Decider for Circuit {
                 }));
                 phase = CircuitPhase::HalfOpen;
             }
+        }
+        if let CircuitCommand::SetPriority { priority, .. } = command {
+            if state.priority != Some(*priority) {
+                events.push(CircuitEvent::PriorityChanged(ProviderPriorityChanged {
+                    previous: state.priority,
+                    priority: *priority,
+                }));
+            }
+            return Ok(events);
         }
         let CircuitCommand::Record {
             request_id,
@@ -348,6 +372,7 @@ impl Decider for Circuit {
                 state.consecutive_failures = 0;
                 state.trial_successes = 0;
             }
+            CircuitEvent::PriorityChanged(changed) => state.priority = Some(changed.priority),
         }
         state
     }
@@ -560,6 +585,32 @@ mod tests {
                 retry_at: later + TimeDelta::seconds(60)
             }
         );
+    }
+
+    #[test]
+    fn a_priority_is_recorded_only_when_it_changes() {
+        let set = |priority| CircuitCommand::SetPriority {
+            priority,
+            policy: POLICY,
+        };
+        let first = Circuit::given([])
+            .when(set(2))
+            .then([CircuitEvent::PriorityChanged(ProviderPriorityChanged {
+                previous: None,
+                priority: 2,
+            })]);
+        assert_eq!(first.priority, Some(2));
+        let history = [CircuitEvent::PriorityChanged(ProviderPriorityChanged {
+            previous: None,
+            priority: 2,
+        })];
+        Circuit::given(history.clone()).when(set(2)).then([]);
+        Circuit::given(history)
+            .when(set(1))
+            .then([CircuitEvent::PriorityChanged(ProviderPriorityChanged {
+                previous: Some(2),
+                priority: 1,
+            })]);
     }
 
     #[test]

@@ -159,6 +159,19 @@ impl CircuitHandle {
         self.policy.store(Arc::new(policy));
     }
 
+    /// Records the provider's configured priority if it changed
+    /// (`provider.priority.changed`; sent without waiting).
+    pub fn record_priority(&self, priority: u32) {
+        self.actor.cast(
+            CircuitCommand::SetPriority {
+                priority,
+                policy: **self.policy.load(),
+            },
+            CommandMeta::default(),
+            Defer::No,
+        );
+    }
+
     /// Reports how a call that held `permit` ended (sent without waiting).
     pub fn record(
         &self,
