@@ -11,5 +11,6 @@ pub mod config;
 pub mod daemon;
 pub mod gateway;
 pub mod http;
+pub mod load;
 pub mod telemetry;
 pub mod views;
