@@ -48,6 +48,9 @@ pub enum Command {
     /// Print a view (mastery, algo_runs, stream_stats) as of a position or time, as
     /// the daemon serves it at /api/v1/views/{name}.
     Replay(crate::commands::replay::ReplayArgs),
+    /// Generate load against a running daemon: training, challenges and chat, open
+    /// or closed loop, with latency percentiles per endpoint (docs/load.md).
+    Load(crate::commands::load::LoadArgs),
     /// Validate a configuration file and print the effective configuration.
     Config {
         /// Config subcommand.

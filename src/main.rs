@@ -32,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Events(args) => tool_runtime()?.block_on(commands::events::run(&args)),
         Command::Replay(args) => commands::replay::run(&args),
+        Command::Load(args) => commands::load::run(&args),
         Command::Algo { command } => commands::algo::run(&command),
         Command::Audit {
             command: AuditCommand::Verify { data_dir, store },

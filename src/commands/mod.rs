@@ -3,6 +3,7 @@
 pub mod algo;
 pub mod audit;
 pub mod events;
+pub mod load;
 pub mod replay;
 
 use std::path::{Path, PathBuf};
