@@ -157,6 +157,7 @@ fn load_runs_sessions_and_every_recorded_write_is_in_the_log() {
     );
     assert_eq!(report["total"]["server_errors"], 0, "{report}");
     assert_eq!(report["total"]["failed"], 0, "{report}");
+    assert_eq!(report["total"]["learner_waits"], 0, "{report}");
     assert!(
         report["learning"]["sessions_completed"]
             .as_u64()

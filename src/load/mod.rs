@@ -51,12 +51,17 @@ pub const LEARNERS_MAX: u32 = 10_000_000;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection not made by then is a connection error.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// After the window, how long a request due in it may still wait for a free
+/// learner before it is given up.
+pub const WAIT_AFTER_END_MAX: Duration = Duration::from_secs(5);
 /// After the window, how long in-flight requests may take to finish.
-pub const DRAIN_MAX: Duration = Duration::from_secs(35);
+pub const DRAIN_MAX: Duration = Duration::from_secs(40);
 /// How often the progress line is redrawn.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
-const _: () = assert!(DRAIN_MAX.as_secs() > REQUEST_TIMEOUT.as_secs());
+// In-flight requests (each bounded by the request timeout) end within the drain.
+const _: () =
+    assert!(DRAIN_MAX.as_secs() > WAIT_AFTER_END_MAX.as_secs() + REQUEST_TIMEOUT.as_secs());
 const _: () = assert!(CONCURRENCY_DEFAULT <= CONCURRENCY_MAX);
 const _: () = assert!(OPEN_LOOP_IN_FLIGHT_DEFAULT <= CONCURRENCY_MAX);
 
@@ -377,7 +382,7 @@ async fn closed_loop(context: &Rc<Context>, weights: [u32; 3], concurrency: u32)
         .map(|_| {
             let context = Rc::clone(context);
             tokio::task::spawn_local(async move {
-                while !context.stopping() {
+                while !context.stopping() && !context.past_end(Instant::now()) {
                     let scenario = context.pick(weights);
                     context.step(scenario, Instant::now()).await;
                 }
@@ -407,8 +412,11 @@ async fn open_loop(
     let mut index = 0u64;
     loop {
         let due = schedule.due(index);
+        if context.past_end(due) || context.stopping() {
+            break;
+        }
         tokio::time::sleep_until(due.into()).await;
-        // Checked after the sleep: the window may end (or a stop come) during it.
+        // A stop may have come during the sleep.
         if context.stopping() {
             break;
         }

@@ -67,6 +67,8 @@ pub struct Totals {
     pub server_errors: u64,
     /// Requests due during the warm-up.
     pub warmup_requests: u64,
+    /// Measured requests that waited for a free learner (raise `--learners`).
+    pub learner_waits: u64,
 }
 
 /// One scenario's throughput.
@@ -200,6 +202,7 @@ impl Report {
                 failed: count(|s| !s.is_success()),
                 server_errors: count(Status::is_server_error),
                 warmup_requests: stats.warmup_requests,
+                learner_waits: stats.learner_waits,
             },
             send_lag: (run.mode == "open").then(|| stats.send_lag.percentiles()),
             run,
@@ -268,6 +271,15 @@ impl Report {
                 format_args!(
                     "open loop: {scheduled} requests due in the window; send lag behind the due time p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
                     lag.p50_ms, lag.p99_ms, lag.max_ms
+                ),
+            );
+        }
+        if self.total.learner_waits > 0 {
+            line(
+                out,
+                format_args!(
+                    "warning: {} requests waited for a free learner, and their latency includes the wait; raise --learners",
+                    self.total.learner_waits
                 ),
             );
         }

@@ -292,10 +292,15 @@ impl Context {
         self.learner_freed.notify_waiters();
     }
 
-    /// Whether the run is stopping: the window is over, or it was asked to stop
-    /// (Ctrl-C, `--sessions` reached, the record file failed).
+    /// Whether the run was asked to stop (Ctrl-C, `--sessions` reached, the record
+    /// file failed).
     pub fn stopping(&self) -> bool {
-        self.stopping.get() || Instant::now() >= self.end
+        self.stopping.get()
+    }
+
+    /// Whether `due` is past the window (nothing due then is sent).
+    pub fn past_end(&self, due: Instant) -> bool {
+        due >= self.end
     }
 
     /// When the run was asked to stop, if it was.
@@ -326,12 +331,22 @@ impl Context {
     /// Sends one request of `scenario`, due at `due`, and records it. Waits for a
     /// free learner when every one is busy (the wait counts in the latency).
     pub async fn step(&self, scenario: Scenario, due: Instant) {
+        let mut waited = false;
         let job = loop {
-            if self.stopping() {
+            // A request due in the window is sent even if it waited past the end
+            // (dropping it would hide the wait); only a stop, or a wait longer than
+            // any answer could take, gives up.
+            if self.stopping() || Instant::now() >= self.end + super::WAIT_AFTER_END_MAX {
                 return;
             }
             if let Some(job) = self.take(scenario) {
                 break job;
+            }
+            if !waited {
+                waited = true;
+                if self.measured(due) {
+                    self.stats.borrow_mut().learner_waits += 1;
+                }
             }
             // Bounded so a stop or the end of the run is noticed.
             tokio::select! {
@@ -968,4 +983,135 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(learners: u32, sessions_max: Option<u64>) -> Context {
+        let now = Instant::now();
+        Context::new(Setup {
+            client: reqwest::Client::new(),
+            target: "http://127.0.0.1:1/".into(),
+            focus_areas: vec!["algebra".into(), "geometry".into()],
+            learners,
+            rounds: None,
+            sessions_max,
+            api_key: "sk-test".into(),
+            model: "auto".into(),
+            correct_share: 0.7,
+            seed: 9,
+            recorder: None,
+            measure_from: now,
+            end: now + Duration::from_secs(60),
+        })
+    }
+
+    fn session(id: &str) -> Session {
+        Session {
+            id: id.into(),
+            prompt: "Solve for x: 2x + 3 = 11".into(),
+            area: 0,
+            failures: 0,
+        }
+    }
+
+    #[test]
+    fn training_continues_open_sessions_before_starting_new_ones() {
+        let context = context(3, None);
+        assert!(matches!(
+            context.take(Scenario::Training),
+            Some(Job::StartTraining(0))
+        ));
+        context
+            .pool
+            .borrow_mut()
+            .sessions
+            .push_back((0, session("s-0")));
+        assert!(
+            matches!(context.take(Scenario::Training), Some(Job::Round(0, s)) if &*s.id == "s-0")
+        );
+        assert!(matches!(
+            context.take(Scenario::Training),
+            Some(Job::StartTraining(1))
+        ));
+        assert!(matches!(
+            context.take(Scenario::Challenges),
+            Some(Job::StartChallenge(2))
+        ));
+        assert!(
+            context.take(Scenario::Training).is_none(),
+            "every learner is busy"
+        );
+        assert!(
+            matches!(context.take(Scenario::Chat), Some(Job::Chat(_))),
+            "chat needs no free learner"
+        );
+        context.release(1);
+        assert!(matches!(
+            context.take(Scenario::Challenges),
+            Some(Job::StartChallenge(1))
+        ));
+    }
+
+    #[test]
+    fn sessions_cap_stops_new_starts_and_the_run_once_all_ended() {
+        let context = context(4, Some(2));
+        assert!(matches!(
+            context.take(Scenario::Training),
+            Some(Job::StartTraining(0))
+        ));
+        assert!(matches!(
+            context.take(Scenario::Training),
+            Some(Job::StartTraining(1))
+        ));
+        assert!(
+            context.take(Scenario::Training).is_none(),
+            "two sessions reserved"
+        );
+        context.pool.borrow_mut().sessions_open = 2;
+        context.end_session(0, true, Instant::now());
+        assert!(!context.stopping());
+        context.end_session(1, false, Instant::now());
+        assert!(context.stopping(), "both sessions ended");
+        assert!(context.stopped_at().is_some());
+        assert_eq!(context.stats().learning.sessions_abandoned, 1);
+    }
+
+    #[test]
+    fn learners_are_deterministic_for_a_seed() {
+        let a = learners(5, 50, 3, Skill::new(0.7));
+        let b = learners(5, 50, 3, Skill::new(0.7));
+        let summary = |ls: &[Learner]| -> Vec<(String, u16, u32)> {
+            ls.iter()
+                .map(|l| (l.id.to_string(), l.favourite_area, l.aptitude.to_bits()))
+                .collect()
+        };
+        assert_eq!(summary(&a), summary(&b));
+        assert_eq!(a.first().map(|l| &*l.id), Some("load5-0"));
+        assert!(a
+            .iter()
+            .all(|l| l.favourite_area < 3 && l.aptitude.abs() <= 0.1));
+        assert_ne!(summary(&a), summary(&learners(6, 50, 3, Skill::new(0.7))));
+    }
+
+    #[test]
+    fn the_mix_is_drawn_by_weight() {
+        let context = context(1, None);
+        let mut counts = [0u32; 3];
+        for _ in 0..10_000 {
+            let picked = context.pick([6, 2, 2]);
+            let index = Scenario::ALL
+                .iter()
+                .position(|s| *s == picked)
+                .expect("a scenario");
+            counts[index] += 1;
+        }
+        assert!((5_700..6_300).contains(&counts[0]), "{counts:?}");
+        assert!((1_800..2_200).contains(&counts[1]), "{counts:?}");
+        for _ in 0..100 {
+            assert_eq!(context.pick([0, 0, 1]), Scenario::Chat);
+        }
+    }
 }

@@ -301,6 +301,9 @@ pub struct Stats {
     pub learning: LearningCounters,
     /// Requests completed during the warm-up (not in any figure above).
     pub warmup_requests: u64,
+    /// Measured requests that had to wait for a free learner (every learner of
+    /// their scenario was busy): the generator, not the daemon, held them up.
+    pub learner_waits: u64,
     /// Highest log `position` in any 2xx write answer (warm-up included).
     pub position_max: Option<u64>,
 }
