@@ -15,60 +15,62 @@ pub struct LoadArgs {
     /// Base URL of the daemon.
     #[arg(
         long,
+        value_name = "URL",
         env = "TUTORLOG_LOAD_TARGET",
         default_value = "http://127.0.0.1:8080"
     )]
     pub target: String,
     /// Simulated learners (each runs one session or challenge at a time).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = 1000)]
     pub learners: u32,
     /// Open loop: a fixed arrival rate, requests per second, spread evenly; latency
     /// is measured from each request's due time. Without it: closed loop.
-    #[arg(long)]
+    #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
     /// Measured window, seconds (after the warm-up).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, value_name = "S", default_value_t = 30.0)]
     pub duration: f64,
     /// Warm-up before the window, seconds: requests due then are sent but not counted.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
     pub warmup: f64,
     /// Relative shares of requests, training:challenges:chat.
-    #[arg(long, default_value_t = Mix::default())]
+    #[arg(long, value_name = "T:C:G", default_value_t = Mix::default())]
     pub mix: Mix,
     /// Closed loop: clients [default: 64]. Open loop: most requests in flight
     /// [default: 4096].
-    #[arg(long)]
+    #[arg(long, value_name = "C")]
     pub concurrency: Option<u32>,
     /// Rounds per training session [default: the daemon's, 5].
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub rounds: Option<u32>,
     /// Stop once this many training sessions have ended (completed or abandoned);
     /// with `--learners` as large, every learner runs exactly one session.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub sessions: Option<u64>,
     /// Gateway API key for /v1/chat/completions.
     #[arg(
         long,
+        value_name = "K",
         env = "TUTORLOG_API_KEY",
         default_value = "sk-local-dev",
         hide_env_values = true
     )]
     pub api_key: String,
     /// Gateway model: `auto`, `provider/model` or a model name.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, value_name = "M", default_value = "auto")]
     pub model: String,
     /// Chance that an average learner answers an average item right (0–1); skill
     /// starts a little below it and rises with practice.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, value_name = "F", default_value_t = 0.7)]
     pub correct_share: f64,
     /// Seed for learners, answers and the mix [default: from the clock, printed].
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
     /// Also write the report as JSON to FILE (`-` for stdout, instead of the table).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Append one JSON line per acknowledged (2xx) write to FILE.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 }
 

@@ -342,7 +342,10 @@ impl Context {
             if let Some(job) = self.take(scenario) {
                 break job;
             }
-            if !waited {
+            // Waiting because `--sessions` are all handed out is the end of the run
+            // coming, not a shortage of learners.
+            let capped = scenario == Scenario::Training && self.sessions_capped();
+            if !waited && !capped {
                 waited = true;
                 if self.measured(due) {
                     self.stats.borrow_mut().learner_waits += 1;
@@ -392,6 +395,12 @@ impl Context {
                 Some(Job::Chat(learner))
             }
         }
+    }
+
+    /// Whether every session `--sessions` allows has been handed out.
+    fn sessions_capped(&self) -> bool {
+        let reserved = self.pool.borrow().sessions_reserved;
+        self.sessions_max.is_some_and(|max| reserved >= max)
     }
 
     fn release(&self, learner: u32) {
