@@ -60,6 +60,9 @@ pub enum Command {
     },
     /// Show the chain of events behind one gateway request or training session/round.
     Explain(crate::commands::explain::ExplainArgs),
+    /// Generate load against a running daemon: training, challenges and chat, open
+    /// or closed loop, with latency percentiles per endpoint (docs/load.md).
+    Load(crate::commands::load::LoadArgs),
     /// Validate a configuration file and print the effective configuration.
     Config {
         /// Config subcommand.

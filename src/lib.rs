@@ -13,6 +13,7 @@ pub mod explain;
 pub mod export;
 pub mod gateway;
 pub mod http;
+pub mod load;
 pub mod log_time;
 pub mod mock_provider;
 pub mod reload;

@@ -43,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::MockProvider(args) => tutorlog::mock_provider::run(&args),
         Command::Export { command } => tool_runtime()?.block_on(commands::export::run(&command)),
         Command::Explain(args) => tool_runtime()?.block_on(commands::explain::run(&args)),
+        Command::Load(args) => commands::load::run(&args),
         Command::Algo { command } => commands::algo::run(&command),
         Command::Audit {
             command: AuditCommand::Verify { data_dir, store },

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod events;
 pub mod explain;
 pub mod export;
+pub mod load;
 pub mod replay;
 pub mod table;
 
