@@ -40,3 +40,113 @@ pub async fn request(
         ))),
     }
 }
+
+/// Query of `GET /api/v1/audit/views/{name}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfQuery {
+    /// An RFC 3339 time or a log position (inclusive); default: the whole log.
+    pub as_of: Option<String>,
+    /// Keep only this user's rows (views that have users).
+    pub user: Option<String>,
+    /// Keep only this provider's rows (views that have providers).
+    pub provider: Option<String>,
+}
+
+/// Replays built on demand at once, at most: each reads the log from the start.
+pub const AS_OF_REPLAYS_MAX: usize = 2;
+
+static AS_OF_REPLAYS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(AS_OF_REPLAYS_MAX);
+
+/// `GET /api/v1/audit/views/{name}?as_of=`: the view as it stood at a past time or
+/// position, built on demand from the log — the same document
+/// `tutorlog replay --view NAME --until AS_OF` prints, and the one
+/// `GET /api/v1/views/{name}` served at that position. 503 when
+/// [`AS_OF_REPLAYS_MAX`] replays are already running.
+pub async fn view_as_of(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    crate::http::error::ApiQuery(query): crate::http::error::ApiQuery<AsOfQuery>,
+) -> Result<Json<Value>, ApiError> {
+    use tutorlog_projections::{
+        replay_until, AlgoRuns, Benchmarks, Mastery, Narrow, Projection, ProviderHealth, Routing,
+        Spend, StreamStats, Until, ViewFilter,
+    };
+
+    async fn build<P: Narrow>(
+        state: &AppState,
+        projection: P,
+        until: Until,
+        filter: Option<&ViewFilter>,
+    ) -> Result<Value, ApiError> {
+        let replayed = replay_until(state.store.as_ref(), projection, until)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, view = P::NAME, "as-of replay failed");
+                ApiError::unavailable("replay_failed", format!("replaying {}: {error}", P::NAME))
+            })?;
+        let projection = match filter {
+            Some(filter) => replayed.projection.narrowed(filter),
+            None => replayed.projection,
+        };
+        let mut document = crate::views::view_document(&projection, replayed.next_position)
+            .map_err(|error| ApiError::unavailable("internal", error.to_string()))?;
+        if let (Some(filter), Some(object)) = (filter, document.as_object_mut()) {
+            let value = match filter {
+                ViewFilter::User(user) => serde_json::json!({ "user": user }),
+                ViewFilter::Provider(provider) => serde_json::json!({ "provider": provider }),
+            };
+            object.insert("filter".to_owned(), value);
+        }
+        Ok(document)
+    }
+
+    let until = match &query.as_of {
+        None => Until::Position(u64::MAX),
+        Some(text) => crate::commands::replay::parse_until(text).map_err(|_| {
+            ApiError::bad_request(format!(
+                "as_of: {text:?} is neither a log position nor an RFC 3339 time"
+            ))
+        })?,
+    };
+    let filter = match (&query.user, &query.provider) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("user, provider: give at most one"))
+        }
+        (Some(user), None) => Some(ViewFilter::User(user.clone())),
+        (None, Some(provider)) => Some(ViewFilter::Provider(provider.clone())),
+        (None, None) => None,
+    };
+    let Some(accepted) = crate::commands::replay::view_filters(&name) else {
+        return Err(ApiError::not_found(format!(
+            "unknown view {name:?}; known: {}",
+            crate::views::VIEW_NAMES.join(", ")
+        )));
+    };
+    if let Some(filter) = &filter {
+        if !accepted.contains(&filter.kind()) {
+            return Err(ApiError::bad_request(format!(
+                "{}: view {name} has no such rows",
+                filter.kind().flag().trim_start_matches("--")
+            )));
+        }
+    }
+    let _permit = AS_OF_REPLAYS.try_acquire().map_err(|_| {
+        ApiError::unavailable(
+            "replays_busy",
+            format!("{AS_OF_REPLAYS_MAX} as-of replays are running; retry shortly"),
+        )
+    })?;
+    let filter = filter.as_ref();
+    let document = match name.as_str() {
+        StreamStats::NAME => build(&state, StreamStats::new(), until, filter).await?,
+        Mastery::NAME => build(&state, Mastery::new(), until, filter).await?,
+        AlgoRuns::NAME => build(&state, AlgoRuns::new(), until, filter).await?,
+        Spend::NAME => build(&state, Spend::new(), until, filter).await?,
+        ProviderHealth::NAME => build(&state, ProviderHealth::new(), until, filter).await?,
+        Benchmarks::NAME => build(&state, Benchmarks::new(), until, filter).await?,
+        Routing::NAME => build(&state, Routing::new(), until, filter).await?,
+        _ => return Err(ApiError::not_found(format!("unknown view {name:?}"))),
+    };
+    Ok(Json(document))
+}

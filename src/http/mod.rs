@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/learning/info", get(learning::info))
         .route("/api/v1/audit/algo-runs", get(learning::algo_runs))
         .route("/api/v1/audit/requests/{id}", get(audit::request))
+        .route("/api/v1/audit/views/{name}", get(audit::view_as_of))
         .route(
             "/api/v1/admin/algos/{key}/versions",
             post(learning::admin_register),
