@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// How long a query with `min_position` waits for projections at most, in ms.
     pub min_position_wait_ms: u64,
+    /// Origins allowed to call the API from a browser (CORS). Empty (the default)
+    /// sends no CORS headers, so browsers refuse cross-origin calls.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 60,
             min_position_wait_ms: 2000,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -205,6 +209,11 @@ pub struct GatewayConfig {
     /// Run the benchmark suite every this many hours (1–12); 0 = only on demand
     /// (`POST /api/v1/admin/run-benchmarks`).
     pub benchmark_every_hours: u64,
+    /// Requests per second each API key may make on `/v1/*` (a token bucket);
+    /// 0 = no limit.
+    pub rate_limit_per_sec: f64,
+    /// Burst a key may make above its rate.
+    pub rate_limit_burst: u32,
 }
 
 impl Default for GatewayConfig {
@@ -217,6 +226,8 @@ impl Default for GatewayConfig {
             record_content: true,
             session_ttl_secs: 3600,
             benchmark_every_hours: 0,
+            rate_limit_per_sec: 0.0,
+            rate_limit_burst: 100,
         }
     }
 }
@@ -434,6 +445,27 @@ impl Config {
                 "gateway.default_max_tokens",
                 "must be positive and at most gateway.max_tokens_limit",
             ));
+        }
+        if !gateway.rate_limit_per_sec.is_finite() || gateway.rate_limit_per_sec < 0.0 {
+            return Err(invalid(
+                "gateway.rate_limit_per_sec",
+                "must be a non-negative number",
+            ));
+        }
+        if gateway.rate_limit_per_sec > 0.0 && gateway.rate_limit_burst == 0 {
+            return Err(invalid("gateway.rate_limit_burst", "must be positive"));
+        }
+        for (i, origin) in self.server.cors_allowed_origins.iter().enumerate() {
+            let scheme = origin.starts_with("http://") || origin.starts_with("https://");
+            if !scheme
+                || origin.ends_with('/')
+                || origin.parse::<axum::http::HeaderValue>().is_err()
+            {
+                return Err(invalid(
+                    format!("server.cors_allowed_origins[{i}]"),
+                    format!("must be an origin like https://app.example.com, got {origin:?}"),
+                ));
+            }
         }
         if gateway.benchmark_every_hours > 12 {
             return Err(invalid(

@@ -4,20 +4,39 @@
 //! variable (`key_env`). Checking compares against every key in constant time, so
 //! neither the position of a match nor a common prefix shows in the timing. Keys
 //! are never logged, recorded or echoed.
+//!
+//! Each key has its own token bucket (`gateway.rate_limit_per_sec`,
+//! `gateway.rate_limit_burst`): a key over its rate gets 429 with the seconds to
+//! wait, and cannot starve the others.
+
+use std::{sync::Arc, time::Instant};
+
+use parking_lot::Mutex;
 
 use crate::config::GatewayConfig;
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
 
 /// One accepted key.
 #[derive(Clone)]
 struct Key {
     secret: Vec<u8>,
     user_id: Option<String>,
+    bucket: Arc<Mutex<Bucket>>,
 }
 
 /// The accepted keys.
 #[derive(Clone, Default)]
 pub struct ApiKeys {
     keys: Vec<Key>,
+    /// Tokens per second per key; 0 = unlimited.
+    rate: f64,
+    burst: f64,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -53,6 +72,18 @@ pub enum Caller {
     },
 }
 
+/// Why a request with a key was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// No key, or not a configured one.
+    Unknown,
+    /// The key is over its rate; retry after this many seconds.
+    RateLimited {
+        /// Seconds until a token is available.
+        retry_after_secs: f64,
+    },
+}
+
 /// Compares without an early exit on the first differing byte.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());
@@ -84,9 +115,17 @@ impl ApiKeys {
             keys.push(Key {
                 secret: secret.into_bytes(),
                 user_id: entry.user_id.clone(),
+                bucket: Arc::new(Mutex::new(Bucket {
+                    tokens: f64::from(config.rate_limit_burst),
+                    at: Instant::now(),
+                })),
             });
         }
-        Ok(ApiKeys { keys })
+        Ok(ApiKeys {
+            keys,
+            rate: config.rate_limit_per_sec,
+            burst: f64::from(config.rate_limit_burst),
+        })
     }
 
     /// Whether any key is configured.
@@ -94,12 +133,18 @@ impl ApiKeys {
         self.keys.is_empty()
     }
 
-    /// Checks a presented key (`None` when the request had none).
-    pub fn check(&self, presented: Option<&str>) -> Option<Caller> {
+    /// Checks a presented key (`None` when the request had none) and takes one
+    /// token from its bucket.
+    pub fn check(&self, presented: Option<&str>) -> Result<Caller, Refusal> {
+        self.check_at(presented, Instant::now())
+    }
+
+    /// [`ApiKeys::check`] at a given instant (tests).
+    pub fn check_at(&self, presented: Option<&str>, now: Instant) -> Result<Caller, Refusal> {
         if self.keys.is_empty() {
-            return Some(Caller::Open);
+            return Ok(Caller::Open);
         }
-        let presented = presented?.as_bytes();
+        let presented = presented.ok_or(Refusal::Unknown)?.as_bytes();
         let mut found: Option<&Key> = None;
         for key in &self.keys {
             // Every key is compared, match or not.
@@ -107,7 +152,20 @@ impl ApiKeys {
                 found = Some(key);
             }
         }
-        found.map(|key| Caller::Key {
+        let key = found.ok_or(Refusal::Unknown)?;
+        if self.rate > 0.0 {
+            let mut bucket = key.bucket.lock();
+            let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+            bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+            bucket.at = now;
+            if bucket.tokens < 1.0 {
+                return Err(Refusal::RateLimited {
+                    retry_after_secs: (1.0 - bucket.tokens) / self.rate,
+                });
+            }
+            bucket.tokens -= 1.0;
+        }
+        Ok(Caller::Key {
             user_id: key.user_id.clone(),
         })
     }
@@ -127,7 +185,7 @@ mod tests {
 
     #[test]
     fn no_keys_means_open_and_keys_mean_checked() {
-        assert_eq!(keys(vec![]).expect("keys").check(None), Some(Caller::Open));
+        assert_eq!(keys(vec![]).expect("keys").check(None), Ok(Caller::Open));
         let keys = keys(vec![ApiKeyConfig {
             key: Some("sk-1".into()),
             key_env: None,
@@ -136,14 +194,55 @@ mod tests {
         .expect("keys");
         assert_eq!(
             keys.check(Some("sk-1")),
-            Some(Caller::Key {
+            Ok(Caller::Key {
                 user_id: Some("dev".into())
             })
         );
         for wrong in [None, Some(""), Some("sk-"), Some("sk-12"), Some("sk-2")] {
-            assert_eq!(keys.check(wrong), None, "{wrong:?}");
+            assert_eq!(keys.check(wrong), Err(Refusal::Unknown), "{wrong:?}");
         }
         assert!(!format!("{keys:?}").contains("sk-1"));
+    }
+
+    #[test]
+    fn each_key_has_its_own_token_bucket() {
+        let keys = ApiKeys::from_config(&GatewayConfig {
+            api_keys: vec![
+                ApiKeyConfig {
+                    key: Some("a".into()),
+                    key_env: None,
+                    user_id: None,
+                },
+                ApiKeyConfig {
+                    key: Some("b".into()),
+                    key_env: None,
+                    user_id: None,
+                },
+            ],
+            rate_limit_per_sec: 10.0,
+            rate_limit_burst: 3,
+            ..GatewayConfig::default()
+        })
+        .expect("keys");
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert!(keys.check_at(Some("a"), start).is_ok());
+        }
+        let Err(Refusal::RateLimited { retry_after_secs }) = keys.check_at(Some("a"), start) else {
+            panic!("the burst is spent")
+        };
+        assert!((retry_after_secs - 0.1).abs() < 1e-9, "{retry_after_secs}");
+        // Another key is not affected; time refills.
+        assert!(keys.check_at(Some("b"), start).is_ok());
+        let later = start + std::time::Duration::from_millis(100);
+        assert!(keys.check_at(Some("a"), later).is_ok());
+        assert!(keys.check_at(Some("a"), later).is_err());
+        // Refill stops at the burst.
+        let much_later = start + std::time::Duration::from_secs(60);
+        for _ in 0..3 {
+            assert!(keys.check_at(Some("a"), much_later).is_ok());
+        }
+        assert!(keys.check_at(Some("a"), much_later).is_err());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::{
     gateway::{
-        keys::Caller,
+        keys::{Caller, Refusal},
         service::{gateway_error_code, Call, Gateway, GatewayError},
         types::{ChatMessage, StreamEvent},
     },
@@ -79,16 +79,36 @@ impl From<GatewayError> for ApiError {
     }
 }
 
-/// Checks the gateway API key (`Authorization: Bearer <key>`).
-fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// Checks the gateway API key (`Authorization: Bearer <key>`): 401 for a missing
+/// or unknown key, 429 with `Retry-After` for a key over its rate.
+#[allow(clippy::result_large_err)]
+fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    state.api_keys.check(presented).ok_or_else(|| ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        code: "invalid_api_key",
-        message: "missing or unknown API key: send Authorization: Bearer <key> with a key from gateway.api_keys".into(),
+    state.api_keys.check(presented).map_err(|refusal| match refusal {
+        Refusal::Unknown => ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "invalid_api_key",
+            message: "missing or unknown API key: send Authorization: Bearer <key> with a key from gateway.api_keys".into(),
+        }
+        .into_response(),
+        Refusal::RateLimited { retry_after_secs } => {
+            let mut response = ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "rate_limited",
+                message: format!(
+                    "this API key is over gateway.rate_limit_per_sec; retry in {retry_after_secs:.3} s"
+                ),
+            }
+            .into_response();
+            let seconds = retry_after_secs.ceil().max(1.0) as u64;
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
     })
 }
 
@@ -226,7 +246,10 @@ pub async fn chat_completions(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
+    let caller = match caller(&state, &headers) {
+        Ok(caller) => caller,
+        Err(refused) => return Ok(refused),
+    };
     let gateway = gateway(&state)?.clone();
     if body.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request("n: only 1 is supported"));
@@ -400,11 +423,10 @@ async fn stream_completion(
 }
 
 /// `GET /v1/models`: every `provider/model`, plus bare names.
-pub async fn models(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    caller(&state, &headers)?;
+pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = caller(&state, &headers) {
+        return refused;
+    }
     let mut data = vec![json!({"id": "auto", "object": "model", "owned_by": "tutorlog"})];
     if let Some(gateway) = &state.gateway {
         for provider in gateway.providers() {
@@ -417,7 +439,7 @@ pub async fn models(
             }
         }
     }
-    Ok(Json(json!({"object": "list", "data": data})))
+    Json(json!({"object": "list", "data": data})).into_response()
 }
 
 /// Body of `POST /api/v1/chat`.

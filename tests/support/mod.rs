@@ -88,27 +88,52 @@ impl Daemon {
     pub async fn start(dir: &Path, config: &str) -> Daemon {
         let port = free_port();
         let config_path = dir.join("tutorlog.toml");
-        std::fs::write(
-            &config_path,
-            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n\n{config}"),
-        )
-        .expect("write config");
+        std::fs::write(&config_path, with_listen(config, port)).expect("write config");
         Daemon::start_with(dir, &config_path, port).await
     }
 
     /// Starts `serve` with an existing config file on `port`.
     pub async fn start_with(dir: &Path, config: &Path, port: u16) -> Daemon {
+        Daemon::spawn(dir, config, port, &[], None).await
+    }
+
+    /// [`Daemon::start`] with extra environment variables and the daemon's
+    /// stderr (its log, at debug level) written to `log`.
+    pub async fn start_logged(
+        dir: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Daemon {
+        let port = free_port();
+        let config_path = dir.join("tutorlog.toml");
+        std::fs::write(&config_path, with_listen(config, port)).expect("write config");
+        Daemon::spawn(dir, &config_path, port, env, Some(log)).await
+    }
+
+    async fn spawn(
+        dir: &Path,
+        config: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Daemon {
         let data_dir = dir.join("data");
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("TUTORLOG_LOG", "warn")
+            .env("TUTORLOG_LOG", if log.is_some() { "debug" } else { "warn" })
             .env("TUTORLOG_ADMIN_TOKEN", ADMIN_TOKEN)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn serve");
         let daemon = Daemon {
@@ -204,6 +229,16 @@ impl Daemon {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).expect("utf-8")
+    }
+}
+
+/// `config` with `server.listen` set to `port` (in its `[server]` table if it
+/// starts with one).
+fn with_listen(config: &str, port: u16) -> String {
+    let listen = format!("listen = \"127.0.0.1:{port}\"\n");
+    match config.strip_prefix("[server]\n") {
+        Some(rest) => format!("[server]\n{listen}{rest}"),
+        None => format!("[server]\n{listen}\n{config}"),
     }
 }
 

@@ -1,0 +1,184 @@
+//! Security properties of a running daemon: secrets never leave it, admin needs
+//! the token, each API key is rate limited, bodies are bounded, CORS is off
+//! unless configured.
+
+mod support;
+
+use serde_json::json;
+use support::{chat_body, client, Daemon, Mock, ADMIN_TOKEN};
+
+const PROVIDER_SECRET: &str = "sk-provider-secret-7f3a9c";
+const GATEWAY_SECRET: &str = "sk-gateway-secret-1b2c3d";
+
+fn config(mock: &Mock, extra_gateway: &str, extra_server: &str) -> String {
+    format!(
+        "{extra_server}[gateway]\napi_keys = [{{ key_env = \"TEST_GATEWAY_KEY\", user_id = \"sec\" }}]\n{extra_gateway}\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\nbase_url = \"{}\"\napi_key_env = \"TEST_PROVIDER_KEY\"\nmodels = [{{ name = \"mock-1\" }}]\n",
+        mock.base_url()
+    )
+}
+
+async fn call(daemon: &Daemon, key: &str) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/chat/completions", daemon.url))
+        .bearer_auth(key)
+        .json(&chat_body("hello", 8))
+        .send()
+        .await
+        .expect("send")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_appear_in_logs_events_or_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start(&[]);
+    let log = dir.path().join("daemon.log");
+    let daemon = Daemon::start_logged(
+        dir.path(),
+        &config(&mock, "", ""),
+        &[
+            ("TEST_PROVIDER_KEY", PROVIDER_SECRET),
+            ("TEST_GATEWAY_KEY", GATEWAY_SECRET),
+        ],
+        &log,
+    )
+    .await;
+    let ok = call(&daemon, GATEWAY_SECRET).await;
+    assert_eq!(ok.status(), 200);
+    let wrong = call(&daemon, "sk-guess-this-one").await;
+    assert_eq!(wrong.status(), 401);
+    let wrong_body = wrong.text().await.expect("body");
+    assert!(
+        !wrong_body.contains("sk-guess-this-one"),
+        "presented keys are not echoed"
+    );
+    // Admin calls with a bad token, and with the right one.
+    let (status, _) = daemon
+        .post("/api/v1/admin/run-benchmarks", &json!({}))
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = daemon
+        .post_admin(
+            "/api/v1/admin/run-benchmarks",
+            &json!({"categories": ["math"]}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let events = daemon.tool(&["events"]);
+    let (_, providers) = daemon.get("/api/v1/providers/status").await;
+    let effective = std::process::Command::new(support::BIN)
+        .args(["config", "check"])
+        .arg(&daemon.config)
+        .output()
+        .expect("config check");
+    daemon.stop();
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        log.contains("DEBUG") || log.contains("debug"),
+        "the log was captured at debug level"
+    );
+    for secret in [PROVIDER_SECRET, GATEWAY_SECRET, ADMIN_TOKEN] {
+        assert!(!log.contains(secret), "{secret} in the daemon's log");
+        assert!(!events.contains(secret), "{secret} in the event log");
+        assert!(
+            !providers.to_string().contains(secret),
+            "{secret} in an API answer"
+        );
+        assert!(!String::from_utf8_lossy(&effective.stdout).contains(secret));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_rate_limited_bodies_bounded_and_cors_off_by_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start(&[]);
+    let daemon = Daemon::start_logged(
+        dir.path(),
+        &config(
+            &mock,
+            "rate_limit_per_sec = 1.0\nrate_limit_burst = 2\n",
+            "",
+        ),
+        &[
+            ("TEST_PROVIDER_KEY", PROVIDER_SECRET),
+            ("TEST_GATEWAY_KEY", GATEWAY_SECRET),
+        ],
+        &dir.path().join("daemon.log"),
+    )
+    .await;
+    for _ in 0..2 {
+        assert_eq!(call(&daemon, GATEWAY_SECRET).await.status(), 200);
+    }
+    let limited = call(&daemon, GATEWAY_SECRET).await;
+    assert_eq!(limited.status(), 429);
+    let retry = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(retry, Some(1));
+    let body: serde_json::Value = limited.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "rate_limited");
+
+    // 1 MiB is the default body limit.
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let response = client()
+        .post(format!("{}/api/v1/chat", daemon.url))
+        .header("content-type", "application/json")
+        .body(format!("{{\"message\": \"{huge}\"}}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 413);
+
+    // No CORS headers unless origins are configured.
+    let response = client()
+        .get(format!("{}/api/v1/stats", daemon.url))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .expect("send");
+    assert!(response
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    daemon.stop();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_logged(
+        dir.path(),
+        &config(
+            &mock,
+            "",
+            "[server]\ncors_allowed_origins = [\"https://app.example\"]\n\n",
+        ),
+        &[
+            ("TEST_PROVIDER_KEY", PROVIDER_SECRET),
+            ("TEST_GATEWAY_KEY", GATEWAY_SECRET),
+        ],
+        &dir.path().join("daemon.log"),
+    )
+    .await;
+    for (origin, allowed) in [
+        ("https://app.example", true),
+        ("https://evil.example", false),
+    ] {
+        let response = client()
+            .get(format!("{}/api/v1/stats", daemon.url))
+            .header("origin", origin)
+            .send()
+            .await
+            .expect("send");
+        let header = response
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(
+            header.as_deref() == Some(origin),
+            allowed,
+            "{origin}: {header:?}"
+        );
+    }
+    daemon.stop();
+}
