@@ -205,7 +205,8 @@ impl Page {
 }
 
 /// Every `data-testid="ID"` in `dom` with the text up to the element's first
-/// child tag (the page puts each number alone in its element).
+/// child tag (the page puts each number alone in its element). An id must be
+/// unique on the page.
 fn testids(dom: &str) -> BTreeMap<String, String> {
     const MARK: &str = "data-testid=\"";
     let mut values = BTreeMap::new();
@@ -219,7 +220,10 @@ fn testids(dom: &str) -> BTreeMap<String, String> {
         };
         let text = &rest[open_end + 1..];
         let text = &text[..text.find('<').unwrap_or(text.len())];
-        values.insert(id, unescape(text.trim()));
+        let text = unescape(text.trim());
+        if let Some(earlier) = values.insert(id.clone(), text) {
+            panic!("data-testid {id:?} is on the page twice (first {earlier:?})");
+        }
         rest = &rest[end..];
     }
     values
