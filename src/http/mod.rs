@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod gateway;
@@ -71,6 +72,8 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.server.body_limit_bytes;
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/dashboard/{asset}", get(dashboard::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
