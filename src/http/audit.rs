@@ -5,9 +5,15 @@ use axum::{
     Json,
 };
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{error::ApiError, AppState};
+use super::{
+    error::{ApiError, ErrorBody},
+    events::EventJson,
+    views::{ViewDocument, ViewName},
+    AppState,
+};
 use crate::explain::{explain, ExplainError};
 
 impl From<ExplainError> for ApiError {
@@ -18,8 +24,51 @@ impl From<ExplainError> for ApiError {
     }
 }
 
+/// What kind of id an explanation is about.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ExplanationKind {
+    /// A gateway request (`request-{id}`).
+    Gateway,
+    /// A training session or round.
+    Training,
+}
+
+/// Body of `GET /api/v1/audit/requests/{id}` (docs/explain.md). Documentation
+/// only: the daemon builds it with `Explanation::to_json`.
+#[derive(Debug, ToSchema)]
+pub struct Explanation {
+    /// The id asked about.
+    pub request_id: Uuid,
+    /// What the id is.
+    pub kind: ExplanationKind,
+    /// The decision in brief (provider chosen and why, cost, score, ...), with
+    /// `scan`: how much of the log the query read.
+    #[schema(value_type = Object)]
+    pub summary: Value,
+    /// Every event behind it, in log order.
+    pub events: Vec<EventJson>,
+}
+
+/// Explain a request, session or round.
+///
 /// The chain of events behind a gateway request or a training session or round:
 /// 400 for an id that is not a UUID, 404 for one the log does not know.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/requests/{id}",
+    tag = "audit",
+    operation_id = "audit_request",
+    params(
+        ("id" = String, Path, format = Uuid, description = "A gateway request id (`tutorlog.request_id` of an answer), a training session id or a round id (UUID)"),
+    ),
+    responses(
+        (status = 200, description = "The chain of events and a summary", body = Explanation),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 404, description = "No gateway request, training session or round with that id", body = ErrorBody),
+        (status = 503, description = "The log is not accepting requests", body = ErrorBody),
+    )
+)]
 pub async fn request(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -42,10 +91,12 @@ pub async fn request(
 }
 
 /// Query of `GET /api/v1/audit/views/{name}`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AsOfQuery {
     /// An RFC 3339 time or a log position (inclusive); default: the whole log.
+    #[param(example = "2027-01-15T08:00:00Z")]
     pub as_of: Option<String>,
     /// Keep only this user's rows (views that have users).
     pub user: Option<String>,
@@ -58,11 +109,29 @@ pub const AS_OF_REPLAYS_MAX: usize = 2;
 
 static AS_OF_REPLAYS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(AS_OF_REPLAYS_MAX);
 
+/// A view as of a past time or position.
+///
 /// `GET /api/v1/audit/views/{name}?as_of=`: the view as it stood at a past time or
 /// position, built on demand from the log — the same document
 /// `tutorlog replay --view NAME --until AS_OF` prints, and the one
 /// `GET /api/v1/views/{name}` served at that position. 503 when
 /// [`AS_OF_REPLAYS_MAX`] replays are already running.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/views/{name}",
+    tag = "audit",
+    operation_id = "audit_view_as_of",
+    params(
+        ("name" = ViewName, Path, description = "The view (docs/views.md)"),
+        AsOfQuery,
+    ),
+    responses(
+        (status = 200, description = "The view as it stood at `as_of`, with `filter` when narrowed", body = ViewDocument),
+        (status = 400, description = "`as_of` is neither a position nor an RFC 3339 time, both `user` and `provider` were given, the view has no such rows, or an unknown parameter", body = ErrorBody),
+        (status = 404, description = "No view of that name", body = ErrorBody),
+        (status = 503, description = "`replays_busy`: two as-of replays are already running; retry shortly. `replay_failed`: the log could not be read", body = ErrorBody),
+    )
+)]
 pub async fn view_as_of(
     State(state): State<AppState>,
     Path(name): Path<String>,

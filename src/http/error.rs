@@ -10,8 +10,9 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde::de::DeserializeOwned;
+use serde::{de::DeserializeOwned, Serialize};
 use tutorlog_store::StoreError;
+use utoipa::ToSchema;
 
 /// An error answered to an HTTP client.
 #[derive(Debug)]
@@ -53,9 +54,32 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "bad_request", "message": "limit: must be 1 to 1000"}}))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` object of an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `bad_request`, `not_found`,
+    /// `invalid_api_key`, `budget_exceeded`, `not_caught_up`.
+    pub code: &'static str,
+    /// What happened and, for client errors, what to change.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

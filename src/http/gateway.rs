@@ -17,11 +17,14 @@ use axum::{
     },
     Json,
 };
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tutorlog_schemas::events::{CallSource, Event, FeedbackRecorded};
+use tutorlog_projections::BenchmarkResult;
+use tutorlog_schemas::events::{CallSource, Event, FeedbackRecorded, RouteCandidate};
 use tutorlog_schemas::NewEvent;
 use tutorlog_store::ExpectedRevision;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
@@ -31,11 +34,16 @@ use crate::{
         types::{ChatMessage, StreamEvent},
     },
     http::{
-        error::{ApiError, ApiQuery},
+        error::{ApiError, ApiQuery, ErrorBody},
         learning::ApiJson,
+        openapi::as_json_map,
         AppState,
     },
 };
+
+// Response structs below list their fields in alphabetical order: they replaced
+// `json!` maps (sorted, serde_json has no `preserve_order` here), and this order
+// keeps every answer byte-identical. `tests::answers_keep_their_bytes` checks it.
 
 /// Header carrying a session id for continuity on `/v1/chat/completions`.
 pub const SESSION_HEADER: &str = "x-tutorlog-session";
@@ -113,7 +121,7 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
 }
 
 /// Message content: a string, or OpenAI's list of parts (only text parts count).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Content {
     /// Plain text.
@@ -123,10 +131,11 @@ pub enum Content {
 }
 
 /// One content part.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ContentPart {
     /// `text` (others are refused).
     #[serde(rename = "type")]
+    #[schema(value_type = ContentPartKind)]
     pub kind: String,
     /// The text of a text part.
     #[serde(default)]
@@ -134,16 +143,17 @@ pub struct ContentPart {
 }
 
 /// One message of a chat request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RequestMessage {
     /// `system`, `user`, `assistant` (or `developer`).
+    #[schema(value_type = ChatRole)]
     pub role: String,
     /// The content.
     pub content: Option<Content>,
 }
 
 /// `stop`: a string or a list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Stop {
     /// One sequence.
@@ -153,7 +163,7 @@ pub enum Stop {
 }
 
 /// `stream_options`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StreamOptions {
     /// Send a final chunk with usage.
     #[serde(default)]
@@ -161,18 +171,24 @@ pub struct StreamOptions {
 }
 
 /// Body of `POST /v1/chat/completions` (unknown OpenAI fields are ignored).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"model": "auto", "messages": [{"role": "user", "content": "What is 2 + 2?"}], "max_tokens": 16}))]
 pub struct ChatCompletionRequest {
-    /// `auto`, `provider/model` or a model name.
+    /// `auto` (the default: the router chooses), `provider/model` or a model name.
     #[serde(default)]
+    #[schema(example = "auto")]
     pub model: Option<String>,
-    /// The conversation.
+    /// The conversation: 1 to 256 messages, at most 1 MiB of text in all.
+    #[schema(min_items = 1, max_items = 256)]
     pub messages: Vec<RequestMessage>,
-    /// Most output tokens.
+    /// Most output tokens: 1 to `gateway.max_tokens_limit` (default
+    /// `gateway.default_max_tokens`).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
-    /// Newer name of `max_tokens`.
+    /// Newer name of `max_tokens` (wins when both are given).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<u32>,
     /// Temperature.
     #[serde(default)]
@@ -189,12 +205,36 @@ pub struct ChatCompletionRequest {
     /// Streaming options.
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
-    /// End-user id (used for spend when the key has no user).
+    /// End-user id (used for spend when the key has no user), at most 128 bytes.
     #[serde(default)]
+    #[schema(max_length = 128)]
     pub user: Option<String>,
     /// Number of choices; only 1 is supported.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1)]
     pub n: Option<u32>,
+}
+
+/// The roles a message may have. Documentation only.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ChatRole {
+    /// Instructions.
+    System,
+    /// OpenAI's newer name for `system`.
+    Developer,
+    /// The user.
+    User,
+    /// An earlier answer.
+    Assistant,
+}
+
+/// The content part types accepted. Documentation only.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ContentPartKind {
+    /// Text; other part types (images, audio) are refused with 400.
+    Text,
 }
 
 fn messages(request: Vec<RequestMessage>) -> Result<Vec<ChatMessage>, ApiError> {
@@ -240,7 +280,110 @@ fn created() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// `choices[].message` of a chat completion.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssistantMessage {
+    /// The answer.
+    pub content: String,
+    /// Always `assistant`.
+    pub role: &'static str,
+}
+
+/// One choice of a chat completion (there is always exactly one).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Choice {
+    /// `stop`, `length`, ...
+    pub finish_reason: String,
+    /// Always 0.
+    pub index: u32,
+    /// The answer.
+    pub message: AssistantMessage,
+}
+
+/// Token counts in OpenAI's names.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompletionUsage {
+    /// Output tokens.
+    pub completion_tokens: u64,
+    /// Input tokens.
+    pub prompt_tokens: u64,
+    /// Both.
+    pub total_tokens: u64,
+}
+
+/// What tutorlog adds to an OpenAI answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TutorlogMeta {
+    /// Providers tried (more than 1 after a failover).
+    pub attempts: u32,
+    /// The detected category (`coding`, `math`, `research`, `language`, `empathy`, `general`).
+    pub category: &'static str,
+    /// What the call cost, USD.
+    pub cost_usd: f64,
+    /// The provider that answered.
+    pub provider: String,
+    /// The gateway request (for `/api/v1/audit/requests/{id}` and `/api/v1/feedback`).
+    pub request_id: Uuid,
+}
+
+/// Body of a non-streaming `POST /v1/chat/completions` answer (OpenAI's shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatCompletion {
+    /// One choice.
+    pub choices: Vec<Choice>,
+    /// Unix time, seconds.
+    pub created: i64,
+    /// `chatcmpl-…`.
+    pub id: String,
+    /// `provider/model` that answered.
+    pub model: String,
+    /// Always `chat.completion`.
+    pub object: &'static str,
+    /// tutorlog's additions.
+    pub tutorlog: TutorlogMeta,
+    /// Token counts.
+    pub usage: CompletionUsage,
+}
+
+/// Chat completion (OpenAI-compatible).
+///
 /// `POST /v1/chat/completions`.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "gateway",
+    operation_id = "chat_completions",
+    security(("api_key" = [])),
+    params(
+        ("x-tutorlog-session" = Option<String>, Header, description = "A session id (at most 128 bytes) for session continuity: the router prefers the provider that served the session last"),
+    ),
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The answer: JSON, or with `stream: true` server-sent events of `chat.completion.chunk` objects ending with `data: [DONE]`",
+            headers(("x-tutorlog-request-id" = String, description = "The gateway request id")),
+            links(
+                ("feedback" = (operation_id = "feedback", description = "Rate the answer",
+                    request_body = json!({"request_id": "$response.header.x-tutorlog-request-id"}))),
+                ("explain" = (operation_id = "audit_request", description = "Why this provider, at what cost",
+                    parameters(("id" = "$response.header.x-tutorlog-request-id")))),
+            ),
+            content(
+                (ChatCompletion = "application/json"),
+                (String = "text/event-stream"),
+            )),
+        (status = 400, description = "A bad field (the message names it: empty `messages`, an unknown role, a non-text part, `n` other than 1, `max_tokens` out of range), or a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`: a missing or unknown API key", body = ErrorBody),
+        (status = 402, description = "The monthly budget of every provider that could serve it is spent", body = ErrorBody),
+        (status = 404, description = "`model_not_found`: no provider serves that model", body = ErrorBody),
+        (status = 413, description = "The body is larger than `server.body_limit_bytes`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this key is over `gateway.rate_limit_per_sec` (see `Retry-After`), or the call is over a provider's per-request budget",
+            headers(("retry-after" = u64, description = "Seconds to wait (rate limit only)")),
+            body = ErrorBody),
+        (status = 502, description = "The provider failed", body = ErrorBody),
+        (status = 503, description = "`no_providers` (none configured) or no healthy provider (circuits open)", body = ErrorBody),
+        (status = 504, description = "The provider timed out", body = ErrorBody),
+    )
+)]
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -294,29 +437,32 @@ pub async fn chat_completions(
             ApiError::unavailable("internal", format!("gateway task failed: {error}"))
         })??;
     let id = format!("chatcmpl-{}", answer.request_id.simple());
-    let body = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created(),
-        "model": format!("{}/{}", answer.provider, answer.model),
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": answer.content},
-            "finish_reason": answer.finish_reason.unwrap_or_else(|| "stop".into()),
+    let body = ChatCompletion {
+        choices: vec![Choice {
+            finish_reason: answer.finish_reason.unwrap_or_else(|| "stop".into()),
+            index: 0,
+            message: AssistantMessage {
+                content: answer.content,
+                role: "assistant",
+            },
         }],
-        "usage": {
-            "prompt_tokens": answer.usage.input_tokens,
-            "completion_tokens": answer.usage.output_tokens,
-            "total_tokens": answer.usage.input_tokens + answer.usage.output_tokens,
+        created: created(),
+        id,
+        model: format!("{}/{}", answer.provider, answer.model),
+        object: "chat.completion",
+        tutorlog: TutorlogMeta {
+            attempts: answer.attempts,
+            category: answer.category,
+            cost_usd: answer.cost_micros as f64 / 1e6,
+            provider: answer.provider,
+            request_id: answer.request_id,
         },
-        "tutorlog": {
-            "request_id": answer.request_id,
-            "provider": answer.provider,
-            "category": answer.category,
-            "attempts": answer.attempts,
-            "cost_usd": answer.cost_micros as f64 / 1e6,
+        usage: CompletionUsage {
+            completion_tokens: answer.usage.output_tokens,
+            prompt_tokens: answer.usage.input_tokens,
+            total_tokens: answer.usage.input_tokens + answer.usage.output_tokens,
         },
-    });
+    };
     let mut response = Json(body).into_response();
     if let Ok(value) = HeaderValue::from_str(&answer.request_id.to_string()) {
         response
@@ -422,29 +568,74 @@ async fn stream_completion(
     Ok(response)
 }
 
+/// One model of `GET /v1/models`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelEntry {
+    /// `auto` or `provider/model`.
+    pub id: String,
+    /// Always `model`.
+    pub object: &'static str,
+    /// The provider (`tutorlog` for `auto`).
+    pub owned_by: String,
+}
+
+/// Body of `GET /v1/models` (OpenAI's shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// `auto`, then every `provider/model`.
+    pub data: Vec<ModelEntry>,
+    /// Always `list`.
+    pub object: &'static str,
+}
+
+/// List models (OpenAI-compatible).
+///
 /// `GET /v1/models`: every `provider/model`, plus bare names.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "gateway",
+    operation_id = "models",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The models the gateway routes to", body = ModelList),
+        (status = 401, description = "`invalid_api_key`: a missing or unknown API key", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this key is over `gateway.rate_limit_per_sec`",
+            headers(("retry-after" = u64, description = "Seconds to wait")),
+            body = ErrorBody),
+    )
+)]
 pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(refused) = caller(&state, &headers) {
         return refused;
     }
-    let mut data = vec![json!({"id": "auto", "object": "model", "owned_by": "tutorlog"})];
+    let mut data = vec![ModelEntry {
+        id: "auto".to_owned(),
+        object: "model",
+        owned_by: "tutorlog".to_owned(),
+    }];
     if let Some(gateway) = &state.gateway {
         for provider in gateway.providers() {
             for model in &provider.settings().models {
-                data.push(json!({
-                    "id": format!("{}/{}", provider.name, model.name),
-                    "object": "model",
-                    "owned_by": provider.name,
-                }));
+                data.push(ModelEntry {
+                    id: format!("{}/{}", provider.name, model.name),
+                    object: "model",
+                    owned_by: provider.name.clone(),
+                });
             }
         }
     }
-    Json(json!({"object": "list", "data": data})).into_response()
+    Json(ModelList {
+        data,
+        object: "list",
+    })
+    .into_response()
 }
 
 /// Body of `POST /api/v1/chat`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": "ada", "session_id": "s1", "message": "Explain recursion in one line"}))]
 pub struct ChatBody {
     /// The learner or user.
     pub user_id: Option<String>,
@@ -458,11 +649,67 @@ pub struct ChatBody {
     pub max_tokens: Option<u32>,
 }
 
+/// Token counts of `POST /api/v1/chat`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenUsage {
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+}
+
+/// Answer of `POST /api/v1/chat`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatAnswer {
+    /// Providers tried (more than 1 after a failover).
+    pub attempts: u32,
+    /// The detected category.
+    pub category: &'static str,
+    /// The answer.
+    pub content: String,
+    /// What the call cost, USD.
+    pub cost_usd: f64,
+    /// The model that answered.
+    pub model: String,
+    /// The provider that answered.
+    pub provider: String,
+    /// The gateway request (for `/api/v1/audit/requests/{id}` and `/api/v1/feedback`).
+    pub request_id: Uuid,
+    /// Token counts.
+    pub usage: TokenUsage,
+}
+
+/// Routed chat message.
+///
 /// `POST /api/v1/chat`: a routed, session-aware single message (seed 003).
+#[utoipa::path(
+    post,
+    path = "/api/v1/chat",
+    tag = "gateway",
+    operation_id = "chat",
+    request_body = ChatBody,
+    responses(
+        (status = 200, description = "The answer", body = ChatAnswer,
+            links(
+                ("feedback" = (operation_id = "feedback", description = "Rate the answer",
+                    request_body = json!({"request_id": "$response.body#/request_id"}))),
+                ("explain" = (operation_id = "audit_request", description = "Why this provider, at what cost",
+                    parameters(("id" = "$response.body#/request_id")))),
+            )),
+        (status = 400, description = "A bad field (the message names it), an unknown field, or a body that is not JSON", body = ErrorBody),
+        (status = 402, description = "The monthly budget of every provider that could serve it is spent", body = ErrorBody),
+        (status = 404, description = "`model_not_found`: no provider serves that model", body = ErrorBody),
+        (status = 413, description = "The body is larger than `server.body_limit_bytes`", body = ErrorBody),
+        (status = 429, description = "The call is over a provider's per-request budget", body = ErrorBody),
+        (status = 502, description = "The provider failed", body = ErrorBody),
+        (status = 503, description = "`no_providers` (none configured) or no healthy provider (circuits open)", body = ErrorBody),
+        (status = 504, description = "The provider timed out", body = ErrorBody),
+    )
+)]
 pub async fn chat(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ChatBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChatAnswer>, ApiError> {
     let gateway = gateway(&state)?.clone();
     let mut call = Call::new(
         CallSource::Chat,
@@ -480,21 +727,25 @@ pub async fn chat(
         .map_err(|error| {
             ApiError::unavailable("internal", format!("gateway task failed: {error}"))
         })??;
-    Ok(Json(json!({
-        "request_id": answer.request_id,
-        "provider": answer.provider,
-        "model": answer.model,
-        "category": answer.category,
-        "content": answer.content,
-        "attempts": answer.attempts,
-        "usage": {"input_tokens": answer.usage.input_tokens, "output_tokens": answer.usage.output_tokens},
-        "cost_usd": answer.cost_micros as f64 / 1e6,
-    })))
+    Ok(Json(ChatAnswer {
+        attempts: answer.attempts,
+        category: answer.category,
+        content: answer.content,
+        cost_usd: answer.cost_micros as f64 / 1e6,
+        model: answer.model,
+        provider: answer.provider,
+        request_id: answer.request_id,
+        usage: TokenUsage {
+            input_tokens: answer.usage.input_tokens,
+            output_tokens: answer.usage.output_tokens,
+        },
+    }))
 }
 
 /// Body of `POST /api/v1/providers/select`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"message": "Write a SQL query that counts rows"}))]
 pub struct SelectBody {
     /// The message to route.
     pub message: String,
@@ -506,11 +757,65 @@ pub struct SelectBody {
     pub max_tokens: Option<u32>,
 }
 
+/// One candidate of a routing decision (the `provider.selected` event's).
+#[derive(Debug, ToSchema)]
+pub struct Candidate {
+    /// Provider name.
+    pub provider: String,
+    /// Model it would serve the request with.
+    pub model: String,
+    /// Routing score (higher is better); meaningful only among eligible candidates.
+    pub score: f64,
+    /// Whether it could take the request (circuit, budget, model).
+    pub eligible: bool,
+    /// Why it scored as it did, or why it was not eligible.
+    pub reason: String,
+}
+
+/// Answer of `POST /api/v1/providers/select`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Selection {
+    /// Every candidate, best first, the eligible ones before the rest.
+    #[schema(value_type = Vec<Candidate>)]
+    #[serde(serialize_with = "as_json_map")]
+    pub candidates: Vec<RouteCandidate>,
+    /// The detected category.
+    pub category: &'static str,
+    /// The chosen model; `null` when no candidate is eligible.
+    pub model: Option<String>,
+    /// The chosen provider; `null` when no candidate is eligible.
+    pub provider: Option<String>,
+    /// `pinned`, `session_continuity`, `best_score` or `no_candidate`.
+    pub reason: &'static str,
+    /// The recorded decision's request id.
+    pub request_id: Uuid,
+}
+
+/// Routing decision without a call.
+///
 /// `POST /api/v1/providers/select`: the routing decision, recorded, without a call.
+#[utoipa::path(
+    post,
+    path = "/api/v1/providers/select",
+    tag = "providers",
+    operation_id = "providers_select",
+    request_body = SelectBody,
+    responses(
+        (status = 200, description = "The routing decision (recorded as `provider.selected`)", body = Selection,
+            links(
+                ("explain" = (operation_id = "audit_request", description = "The recorded decision",
+                    parameters(("id" = "$response.body#/request_id")))),
+            )),
+        (status = 400, description = "A bad field (the message names it), an unknown field, or a body that is not JSON", body = ErrorBody),
+        (status = 404, description = "`model_not_found`: no provider serves that model", body = ErrorBody),
+        (status = 413, description = "The body is larger than `server.body_limit_bytes`", body = ErrorBody),
+        (status = 503, description = "`no_providers`: the gateway has no providers", body = ErrorBody),
+    )
+)]
 pub async fn select(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SelectBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Selection>, ApiError> {
     let gateway = gateway(&state)?;
     let mut call = Call::new(
         CallSource::Chat,
@@ -526,49 +831,144 @@ pub async fn select(
     let (decision, category) = gateway.select(call).await?;
     // Candidates come best first, the eligible ones before the rest.
     let first = decision.candidates.iter().find(|c| c.eligible);
-    Ok(Json(json!({
-        "request_id": request_id,
-        "category": category,
-        "reason": decision.reason,
-        "provider": first.map(|c| c.provider.clone()),
-        "model": first.map(|c| c.model.clone()),
-        "candidates": decision.candidates,
-    })))
+    let (provider, model) = (
+        first.map(|c| c.provider.clone()),
+        first.map(|c| c.model.clone()),
+    );
+    Ok(Json(Selection {
+        candidates: decision.candidates,
+        category,
+        model,
+        provider,
+        reason: decision.reason,
+        request_id,
+    }))
 }
 
 fn usd(micros: u64) -> f64 {
     micros as f64 / 1e6
 }
 
+/// A model's prices in `GET /api/v1/providers/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelPrices {
+    /// USD per million input tokens.
+    pub input_usd_per_mtok: f64,
+    /// Model name as the provider knows it.
+    pub name: String,
+    /// USD per million output tokens.
+    pub output_usd_per_mtok: f64,
+}
+
+/// One provider of `GET /api/v1/providers/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderStatus {
+    /// Circuit allows calls and budget is left.
+    pub available: bool,
+    /// `closed`, `open` or `half_open`.
+    pub circuit: &'static str,
+    /// `openai`, `anthropic`, `gemini`, `ollama` or `mock`.
+    pub kind: String,
+    /// Its models and prices.
+    pub models: Vec<ModelPrices>,
+    /// The provider's name.
+    pub name: String,
+    /// Lower is tried first.
+    pub priority: u32,
+    /// Reservations this month.
+    pub requests: u64,
+    /// Call timeout, ms.
+    pub timeout_ms: u64,
+}
+
+/// Body of `GET /api/v1/providers/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvidersStatus {
+    /// One row per configured provider.
+    pub providers: Vec<ProviderStatus>,
+}
+
+/// Provider availability and prices.
+///
 /// `GET /api/v1/providers/status`: availability, prices and recent stats.
-pub async fn providers_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/providers/status",
+    tag = "providers",
+    operation_id = "providers_status",
+    responses(
+        (status = 200, description = "Every provider's availability, prices and requests", body = ProvidersStatus),
+        (status = 503, description = "`no_providers`: the gateway has no providers", body = ErrorBody),
+    )
+)]
+pub async fn providers_status(
+    State(state): State<AppState>,
+) -> Result<Json<ProvidersStatus>, ApiError> {
     let gateway = gateway(&state)?;
-    let providers: Vec<Value> = gateway
+    let providers: Vec<ProviderStatus> = gateway
         .providers()
         .iter()
         .map(|p| {
             let budget = p.budget.snapshot();
             let settings = p.settings();
-            json!({
-                "name": p.name,
-                "kind": p.kind,
-                "priority": settings.priority,
-                "available": p.circuit.allows() && budget.remaining_micros != Some(0),
-                "circuit": p.circuit.phase().as_str(),
-                "timeout_ms": settings.timeout.as_millis() as u64,
-                "models": settings.models.iter().map(|m| json!({
-                    "name": m.name,
-                    "input_usd_per_mtok": m.input_usd_per_mtok,
-                    "output_usd_per_mtok": m.output_usd_per_mtok,
-                })).collect::<Vec<_>>(),
-                "requests": budget.totals.reservations,
-            })
+            ProviderStatus {
+                available: p.circuit.allows() && budget.remaining_micros != Some(0),
+                circuit: p.circuit.phase().as_str(),
+                kind: p.kind.clone(),
+                models: settings
+                    .models
+                    .iter()
+                    .map(|m| ModelPrices {
+                        input_usd_per_mtok: m.input_usd_per_mtok,
+                        name: m.name.clone(),
+                        output_usd_per_mtok: m.output_usd_per_mtok,
+                    })
+                    .collect(),
+                name: p.name.clone(),
+                priority: settings.priority,
+                requests: budget.totals.reservations,
+                timeout_ms: settings.timeout.as_millis() as u64,
+            }
         })
         .collect();
-    Ok(Json(json!({ "providers": providers })))
+    Ok(Json(ProvidersStatus { providers }))
 }
 
-fn budget_rows(gateway: &Gateway) -> Vec<Value> {
+/// One provider's budget this month, in `GET /api/v1/budget/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetRow {
+    /// `provider.budget.exceeded` events this month.
+    pub exceeded: u64,
+    /// A monthly budget of 0: never blocks.
+    pub free: bool,
+    /// Per-request limit, USD (0: none).
+    pub per_request_usd: f64,
+    /// (spent + reserved) / total, percent with 2 decimals (0 when free).
+    pub percent_used: f64,
+    /// The month, `YYYY-MM`.
+    pub period: String,
+    /// The provider.
+    pub provider: String,
+    /// What is left, USD; `null` for a free provider.
+    pub remaining_usd: Option<f64>,
+    /// Reservations this month.
+    pub requests: u64,
+    /// Reserved, not yet committed, USD.
+    pub reserved_usd: f64,
+    /// Committed, USD.
+    pub spent_usd: f64,
+    /// The monthly budget, USD.
+    pub total_usd: f64,
+}
+
+/// Body of `GET /api/v1/budget/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetStatus {
+    /// One row per configured provider.
+    pub providers: Vec<BudgetRow>,
+}
+
+fn budget_rows(gateway: &Gateway) -> Vec<BudgetRow> {
     gateway
         .providers()
         .iter()
@@ -576,47 +976,107 @@ fn budget_rows(gateway: &Gateway) -> Vec<Value> {
             let b = p.budget.snapshot();
             let free = b.limits.monthly_micros == 0;
             let spent = b.totals.committed_micros;
-            json!({
-                "provider": p.name,
-                "period": b.period,
-                "free": free,
-                "total_usd": usd(b.limits.monthly_micros),
-                "per_request_usd": usd(b.limits.per_request_micros),
-                "spent_usd": usd(spent),
-                "reserved_usd": usd(b.totals.reserved_micros),
-                "remaining_usd": b.remaining_micros.map(usd),
-                "percent_used": if free { 0.0 } else {
-                    ((spent + b.totals.reserved_micros) as f64 / b.limits.monthly_micros as f64 * 10_000.0).round() / 100.0
-                },
-                "requests": b.totals.reservations,
-                "exceeded": b.totals.exceeded,
-            })
+            let percent_used = if free {
+                0.0
+            } else {
+                ((spent + b.totals.reserved_micros) as f64 / b.limits.monthly_micros as f64
+                    * 10_000.0)
+                    .round()
+                    / 100.0
+            };
+            BudgetRow {
+                exceeded: b.totals.exceeded,
+                free,
+                per_request_usd: usd(b.limits.per_request_micros),
+                percent_used,
+                period: b.period.clone(),
+                provider: p.name.clone(),
+                remaining_usd: b.remaining_micros.map(usd),
+                requests: b.totals.reservations,
+                reserved_usd: usd(b.totals.reserved_micros),
+                spent_usd: usd(spent),
+                total_usd: usd(b.limits.monthly_micros),
+            }
         })
         .collect()
 }
 
+/// This month's budgets.
+///
 /// `GET /api/v1/budget/status`: per provider, this month (seed 000's
 /// `getBudgetStatus`: total, spent, remaining, percent used), live.
-pub async fn budget_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/budget/status",
+    tag = "providers",
+    operation_id = "budget_status",
+    responses(
+        (status = 200, description = "Every provider's budget this month, live from the budget actors", body = BudgetStatus),
+        (status = 503, description = "`no_providers`: the gateway has no providers", body = ErrorBody),
+    )
+)]
+pub async fn budget_status(State(state): State<AppState>) -> Result<Json<BudgetStatus>, ApiError> {
     let gateway = gateway(&state)?;
-    Ok(Json(json!({ "providers": budget_rows(gateway) })))
+    Ok(Json(BudgetStatus {
+        providers: budget_rows(gateway),
+    }))
 }
 
 /// Body of `POST /api/v1/budget/check`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"estimated_cost_usd": 0.01}))]
 pub struct BudgetCheckBody {
     /// Only this provider (default: all).
     pub provider: Option<String>,
-    /// The cost to check, USD.
+    /// The cost to check, USD (non-negative).
+    #[schema(minimum = 0.0)]
     pub estimated_cost_usd: f64,
 }
 
+/// One provider of `POST /api/v1/budget/check`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AffordCheck {
+    /// Whether a reservation of the estimate would succeed now.
+    pub can_afford: bool,
+    /// Per-request limit, USD (0: none).
+    pub per_request_usd: f64,
+    /// The provider.
+    pub provider: String,
+    /// What is left this month, USD; `null` for a free provider.
+    pub remaining_usd: Option<f64>,
+}
+
+/// Answer of `POST /api/v1/budget/check`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetCheck {
+    /// One row per provider checked.
+    pub checks: Vec<AffordCheck>,
+    /// The estimate checked, USD.
+    pub estimated_cost_usd: f64,
+}
+
+/// Can providers afford a cost.
+///
 /// `POST /api/v1/budget/check`: seed 000's `canAfford` per provider.
+#[utoipa::path(
+    post,
+    path = "/api/v1/budget/check",
+    tag = "providers",
+    operation_id = "budget_check",
+    request_body = BudgetCheckBody,
+    responses(
+        (status = 200, description = "Whether each provider can afford the estimate now", body = BudgetCheck),
+        (status = 400, description = "A negative or missing estimate, an unknown field, or a body that is not JSON", body = ErrorBody),
+        (status = 404, description = "Unknown provider", body = ErrorBody),
+        (status = 413, description = "The body is larger than `server.body_limit_bytes`", body = ErrorBody),
+        (status = 503, description = "`no_providers`: the gateway has no providers", body = ErrorBody),
+    )
+)]
 pub async fn budget_check(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<BudgetCheckBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BudgetCheck>, ApiError> {
     let gateway = gateway(&state)?;
     if !body.estimated_cost_usd.is_finite() || body.estimated_cost_usd < 0.0 {
         return Err(ApiError::bad_request(
@@ -629,37 +1089,88 @@ pub async fn budget_check(
             return Err(ApiError::not_found(format!("unknown provider {name:?}")));
         }
     }
-    let checks: Vec<Value> = gateway
+    let checks: Vec<AffordCheck> = gateway
         .providers()
         .iter()
         .filter(|p| body.provider.as_ref().is_none_or(|name| &p.name == name))
         .map(|p| {
             let b = p.budget.snapshot();
-            json!({
-                "provider": p.name,
-                "can_afford": b.can_afford(estimate),
-                "remaining_usd": b.remaining_micros.map(usd),
-                "per_request_usd": usd(b.limits.per_request_micros),
-            })
+            AffordCheck {
+                can_afford: b.can_afford(estimate),
+                per_request_usd: usd(b.limits.per_request_micros),
+                provider: p.name.clone(),
+                remaining_usd: b.remaining_micros.map(usd),
+            }
         })
         .collect();
-    Ok(Json(
-        json!({ "estimated_cost_usd": body.estimated_cost_usd, "checks": checks }),
-    ))
+    Ok(Json(BudgetCheck {
+        checks,
+        estimated_cost_usd: body.estimated_cost_usd,
+    }))
 }
 
+/// One provider of `GET /api/v1/providers/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderHealthRow {
+    /// Whether the circuit lets calls through now.
+    pub available: bool,
+    /// The `provider_health` view's row (docs/views.md): error rate, latency
+    /// p50/p99, last failure; `null` before the first call.
+    #[schema(value_type = Option<Object>)]
+    #[serde(serialize_with = "as_json_map")]
+    pub history: Option<tutorlog_projections::ProviderHealthView>,
+    /// The provider.
+    pub provider: String,
+    /// When an open circuit lets a trial call through (RFC 3339).
+    pub retry_at: Option<String>,
+    /// `closed`, `open` or `half_open`, as the breaker sees it now.
+    pub state: &'static str,
+}
+
+/// Body of `GET /api/v1/providers/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvidersHealth {
+    /// Events `0..next_position` are folded into `history`.
+    pub next_position: u64,
+    /// One row per configured provider.
+    pub providers: Vec<ProviderHealthRow>,
+}
+
+/// Query of the provider endpoints that read one view.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MinPositionParam {
+    /// Wait (bounded by `server.min_position_wait_ms`) until the view includes
+    /// the event at this position.
+    pub min_position: Option<u64>,
+}
+
+/// Provider circuits and health.
+///
 /// `GET /api/v1/providers/health` and `GET /api/v1/provider-health`: per
 /// provider, the circuit as the breaker sees it now (lock-free view) beside the
 /// `provider_health` read model (error rate, latency p50/p99, last failure).
+#[utoipa::path(
+    get,
+    path = "/api/v1/providers/health",
+    tag = "providers",
+    operation_id = "providers_health",
+    params(MinPositionParam),
+    responses(
+        (status = 200, description = "Every provider's circuit and health history", body = ProvidersHealth),
+        (status = 400, description = "A bad query string", body = ErrorBody),
+        (status = 503, description = "`no_providers`, or `not_caught_up`: the view did not reach `min_position` in time", body = ErrorBody),
+    )
+)]
 pub async fn providers_health(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<crate::views::ViewQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProvidersHealth>, ApiError> {
     let gateway = gateway(&state)?;
     crate::views::wait_for_position(&state.provider_health, query.min_position, &state.config)
         .await?;
     let (providers, next_position) = state.provider_health.read(|health, next| {
-        let rows: Vec<Value> = gateway
+        let rows: Vec<ProviderHealthRow> = gateway
             .providers()
             .iter()
             .map(|p| {
@@ -671,38 +1182,104 @@ pub async fn providers_health(
                     }
                     _ => None,
                 };
-                json!({
-                    "provider": p.name,
-                    "state": phase.as_str(),
-                    "available": p.circuit.allows(),
-                    "retry_at": retry_at,
-                    "history": health.provider(&p.name),
-                })
+                ProviderHealthRow {
+                    available: p.circuit.allows(),
+                    history: health.provider(&p.name),
+                    provider: p.name.clone(),
+                    retry_at,
+                    state: phase.as_str(),
+                }
             })
             .collect();
         (rows, next)
     });
-    Ok(Json(
-        json!({ "providers": providers, "next_position": next_position }),
-    ))
+    Ok(Json(ProvidersHealth {
+        next_position,
+        providers,
+    }))
+}
+
+/// Provider circuits and health (alias).
+///
+/// `GET /api/v1/provider-health`: the same as `GET /api/v1/providers/health`
+/// (the seed's name for it).
+#[utoipa::path(
+    get,
+    path = "/api/v1/provider-health",
+    tag = "providers",
+    operation_id = "provider_health",
+    params(MinPositionParam),
+    responses(
+        (status = 200, description = "Every provider's circuit and health history", body = ProvidersHealth),
+        (status = 400, description = "A bad query string", body = ErrorBody),
+        (status = 503, description = "`no_providers`, or `not_caught_up`: the view did not reach `min_position` in time", body = ErrorBody),
+    )
+)]
+pub async fn provider_health(
+    state: State<AppState>,
+    query: ApiQuery<crate::views::ViewQuery>,
+) -> Result<Json<ProvidersHealth>, ApiError> {
+    providers_health(state, query).await
 }
 
 /// Query of `GET /api/v1/providers/costs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CostsQuery {
     /// Month `YYYY-MM` (default: the current one).
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}$", example = "2027-01")]
     pub period: Option<String>,
     /// Wait until the view includes this position.
     pub min_position: Option<u64>,
 }
 
+/// One provider of `GET /api/v1/providers/costs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderCost {
+    /// The month.
+    pub period: String,
+    /// The provider.
+    pub provider: String,
+    /// The `spend` view's row for this provider and month (docs/views.md:
+    /// limit, reserved, committed, remaining, percent used, counts, models);
+    /// `null` when nothing was spent.
+    #[schema(value_type = Option<Object>)]
+    #[serde(serialize_with = "as_json_map")]
+    pub spend: Option<tutorlog_projections::spend::PeriodSpend>,
+}
+
+/// Body of `GET /api/v1/providers/costs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvidersCosts {
+    /// Events `0..next_position` are folded into these rows.
+    pub next_position: u64,
+    /// The month, `YYYY-MM`.
+    pub period: String,
+    /// One row per configured provider.
+    pub providers: Vec<ProviderCost>,
+}
+
+/// Spend per provider for a month.
+///
 /// `GET /api/v1/providers/costs`: spend per provider for a month, with its models,
 /// from the `spend` read model (seed 000's cost summary).
+#[utoipa::path(
+    get,
+    path = "/api/v1/providers/costs",
+    tag = "providers",
+    operation_id = "providers_costs",
+    params(CostsQuery),
+    responses(
+        (status = 200, description = "Spend per provider for the month", body = ProvidersCosts),
+        (status = 400, description = "`period` is not `YYYY-MM`, or an unknown parameter", body = ErrorBody),
+        (status = 503, description = "`not_caught_up`: the view did not reach `min_position` in time; retry", body = ErrorBody),
+    )
+)]
 pub async fn providers_costs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<CostsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProvidersCosts>, ApiError> {
     let period = match query.period {
         Some(period) => {
             let valid = period.len() == 7
@@ -721,43 +1298,105 @@ pub async fn providers_costs(
         .map(|g| g.providers().iter().map(|p| p.name.clone()).collect())
         .unwrap_or_default();
     let (providers, next_position) = state.spend.read(|spend, next| {
-        let rows: Vec<Value> = names
+        let rows: Vec<ProviderCost> = names
             .iter()
-            .map(|name| {
-                json!({
-                    "provider": name,
-                    "period": period,
-                    "spend": spend.period(name, &period),
-                })
+            .map(|name| ProviderCost {
+                period: period.clone(),
+                provider: name.clone(),
+                spend: spend.period(name, &period).cloned(),
             })
             .collect();
         (rows, next)
     });
-    Ok(Json(json!({
-        "period": period,
-        "providers": providers,
-        "next_position": next_position,
-    })))
+    Ok(Json(ProvidersCosts {
+        next_position,
+        period,
+        providers,
+    }))
 }
 
 /// Query of `GET /api/v1/benchmarks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BenchmarksQuery {
-    /// Only this category.
+    /// Only this category: `coding`, `math`, `research`, `language`, `empathy`, `general`.
+    #[param(example = "coding")]
     pub category: Option<String>,
-    /// Only results at most this old (hours; default 24, as the seed's
+    /// Only results at most this old (hours, 1–8760; default 24, as the seed's
     /// `get_latest_benchmarks`).
+    #[param(minimum = 1, maximum = 8760)]
     pub max_age_hours: Option<u32>,
     /// Wait until the view includes this position.
     pub min_position: Option<u64>,
 }
 
+/// One result of `GET /api/v1/benchmarks`: the latest run's figures for a
+/// provider × category. Documentation only (`tutorlog_projections::BenchmarkResult`).
+#[derive(Debug, ToSchema)]
+pub struct BenchmarkRow {
+    /// The provider.
+    pub provider: String,
+    /// The category.
+    pub category: String,
+    /// The model benchmarked.
+    pub model: String,
+    /// The run.
+    pub run_id: Uuid,
+    /// Tests in the category.
+    pub tests: u64,
+    /// Tests that succeeded.
+    pub successes: u64,
+    /// successes / tests.
+    pub success_rate: f64,
+    /// Mean quality, 0–100.
+    pub mean_quality: f64,
+    /// Mean latency, µs.
+    pub mean_latency_micros: f64,
+    /// Cost, micro-USD.
+    pub cost_micros: u64,
+    /// When the latest result was recorded.
+    pub recorded_at: DateTime<Utc>,
+    /// Whether the run has completed.
+    pub run_completed: bool,
+}
+
+/// Body of `GET /api/v1/benchmarks`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BenchmarksAnswer {
+    /// The category asked for, if any.
+    pub category: Option<String>,
+    /// The age limit applied, hours.
+    pub max_age_hours: u32,
+    /// Events `0..next_position` are folded into `results`.
+    pub next_position: u64,
+    /// Latest result per provider × category, by category then provider.
+    #[schema(value_type = Vec<BenchmarkRow>)]
+    #[serde(serialize_with = "as_json_map")]
+    pub results: Vec<BenchmarkResult>,
+    /// The run in progress, if any.
+    pub running: Option<Uuid>,
+}
+
+/// Latest benchmark results.
+///
 /// `GET /api/v1/benchmarks?category=`: latest result per provider × category.
+#[utoipa::path(
+    get,
+    path = "/api/v1/benchmarks",
+    tag = "providers",
+    operation_id = "benchmarks",
+    params(BenchmarksQuery),
+    responses(
+        (status = 200, description = "The latest benchmark results", body = BenchmarksAnswer),
+        (status = 400, description = "An unknown category, `max_age_hours` outside 1–8760, or an unknown parameter", body = ErrorBody),
+        (status = 503, description = "`not_caught_up`: the view did not reach `min_position` in time; retry", body = ErrorBody),
+    )
+)]
 pub async fn benchmarks(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<BenchmarksQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BenchmarksAnswer>, ApiError> {
     if let Some(category) = &query.category {
         if !tutorlog_actors::providers::category::CATEGORIES.contains(&category.as_str()) {
             return Err(ApiError::bad_request(format!(
@@ -780,36 +1419,65 @@ pub async fn benchmarks(
         );
         (latest, next)
     });
-    Ok(Json(json!({
-        "category": query.category,
-        "max_age_hours": hours,
-        "results": results,
-        "running": state.benchmark_scheduler.as_ref().and_then(|s| s.running()),
-        "next_position": next_position,
-    })))
+    Ok(Json(BenchmarksAnswer {
+        category: query.category,
+        max_age_hours: hours,
+        next_position,
+        results,
+        running: state.benchmark_scheduler.as_ref().and_then(|s| s.running()),
+    }))
 }
 
 /// Body of `POST /api/v1/feedback`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"request_id": "0193a1b2-0000-7000-8000-000000000003", "rating": 5, "accepted": true}))]
 pub struct FeedbackBody {
     /// The gateway request (`tutorlog.request_id` of its answer).
     pub request_id: Uuid,
     /// Rating 1–5.
+    #[schema(minimum = 1, maximum = 5)]
     pub rating: Option<u8>,
     /// Whether the answer was accepted.
     pub accepted: Option<bool>,
     /// Quality 0–100.
+    #[schema(minimum = 0.0, maximum = 100.0)]
     pub quality: Option<f64>,
-    /// A comment.
+    /// A comment (at most 4096 bytes).
+    #[schema(max_length = 4096)]
     pub comment: Option<String>,
 }
 
+/// Answer of `POST /api/v1/feedback`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackRecordedAnswer {
+    /// The log position of `feedback.recorded`.
+    pub position: u64,
+    /// The request the feedback is about.
+    pub request_id: Uuid,
+}
+
+/// Rate a gateway answer.
+///
 /// `POST /api/v1/feedback`: records `feedback.recorded` on the request's stream.
+#[utoipa::path(
+    post,
+    path = "/api/v1/feedback",
+    tag = "gateway",
+    operation_id = "feedback",
+    request_body = FeedbackBody,
+    responses(
+        (status = 200, description = "The feedback is recorded", body = FeedbackRecordedAnswer),
+        (status = 400, description = "A bad field (rating outside 1–5, quality outside 0–100, comment over 4 KiB), an unknown field, or a body that is not JSON", body = ErrorBody),
+        (status = 404, description = "Unknown request", body = ErrorBody),
+        (status = 413, description = "The body is larger than `server.body_limit_bytes`", body = ErrorBody),
+        (status = 503, description = "The log is not accepting requests", body = ErrorBody),
+    )
+)]
 pub async fn feedback(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<FeedbackBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FeedbackRecordedAnswer>, ApiError> {
     if body.rating.is_some_and(|r| !(1..=5).contains(&r)) {
         return Err(ApiError::bad_request("rating: must be 1 to 5"));
     }
@@ -838,14 +1506,16 @@ pub async fn feedback(
             }
             other => other.into(),
         })?;
-    Ok(Json(
-        json!({ "request_id": body.request_id, "position": result.position }),
-    ))
+    Ok(Json(FeedbackRecordedAnswer {
+        position: result.position,
+        request_id: body.request_id,
+    }))
 }
 
 /// Body of `POST /api/v1/admin/run-benchmarks` (all fields optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"categories": ["math"]}))]
 pub struct RunBenchmarksBody {
     /// Categories to run (default: all six).
     #[serde(default)]
@@ -855,8 +1525,34 @@ pub struct RunBenchmarksBody {
     pub providers: Vec<String>,
 }
 
+/// Answer of `POST /api/v1/admin/run-benchmarks`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BenchmarkRunStarted {
+    /// The run (the one already running, if so).
+    pub run_id: Uuid,
+    /// `started` or `already_running`.
+    pub status: &'static str,
+}
+
+/// Run the benchmark suite now.
+///
 /// `POST /api/v1/admin/run-benchmarks` (admin): starts a run and answers 202 with
 /// its id; results land on stream `benchmarks` and in `GET /api/v1/benchmarks`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/run-benchmarks",
+    tag = "admin",
+    operation_id = "admin_run_benchmarks",
+    security(("admin_token" = [])),
+    request_body(content = Option<RunBenchmarksBody>, description = "What to run; an empty body runs everything"),
+    responses(
+        (status = 202, description = "The run started (or one is already running)", body = BenchmarkRunStarted),
+        (status = 400, description = "An unknown category or provider, an unknown field, or a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "A missing or wrong admin token, or admin endpoints disabled", body = ErrorBody),
+        (status = 413, description = "The body is larger than `server.body_limit_bytes`", body = ErrorBody),
+        (status = 503, description = "`no_providers`: benchmarks need providers; or the scheduler stopped", body = ErrorBody),
+    )
+)]
 pub async fn admin_run_benchmarks(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -893,7 +1589,166 @@ pub async fn admin_run_benchmarks(
     };
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "run_id": run_id, "status": status })),
+        Json(BenchmarkRunStarted { run_id, status }),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::openapi::test_support::assert_same_bytes_as_a_json_map as same_bytes;
+
+    #[test]
+    fn answers_keep_their_bytes() {
+        let id = Uuid::nil();
+        same_bytes(&ChatCompletion {
+            choices: vec![Choice {
+                finish_reason: "stop".into(),
+                index: 0,
+                message: AssistantMessage {
+                    content: "4".into(),
+                    role: "assistant",
+                },
+            }],
+            created: 1,
+            id: "chatcmpl-0".into(),
+            model: "mock/mock-1".into(),
+            object: "chat.completion",
+            tutorlog: TutorlogMeta {
+                attempts: 1,
+                category: "math",
+                cost_usd: 0.5,
+                provider: "mock".into(),
+                request_id: id,
+            },
+            usage: CompletionUsage {
+                completion_tokens: 1,
+                prompt_tokens: 2,
+                total_tokens: 3,
+            },
+        });
+        same_bytes(&ModelList {
+            data: vec![ModelEntry {
+                id: "auto".into(),
+                object: "model",
+                owned_by: "tutorlog".into(),
+            }],
+            object: "list",
+        });
+        same_bytes(&ChatAnswer {
+            attempts: 1,
+            category: "general",
+            content: "c".into(),
+            cost_usd: 0.25,
+            model: "m".into(),
+            provider: "p".into(),
+            request_id: id,
+            usage: TokenUsage {
+                input_tokens: 1,
+                output_tokens: 2,
+            },
+        });
+        same_bytes(&Selection {
+            candidates: vec![RouteCandidate {
+                provider: "p".into(),
+                model: "m".into(),
+                score: 1.0,
+                eligible: true,
+                reason: "r".into(),
+            }],
+            category: "general",
+            model: Some("m".into()),
+            provider: Some("p".into()),
+            reason: "best_score",
+            request_id: id,
+        });
+        same_bytes(&ProvidersStatus {
+            providers: vec![ProviderStatus {
+                available: true,
+                circuit: "closed",
+                kind: "mock".into(),
+                models: vec![ModelPrices {
+                    input_usd_per_mtok: 1.0,
+                    name: "m".into(),
+                    output_usd_per_mtok: 2.0,
+                }],
+                name: "p".into(),
+                priority: 1,
+                requests: 2,
+                timeout_ms: 3,
+            }],
+        });
+        same_bytes(&BudgetStatus {
+            providers: vec![BudgetRow {
+                exceeded: 0,
+                free: false,
+                per_request_usd: 0.1,
+                percent_used: 2.5,
+                period: "2027-01".into(),
+                provider: "p".into(),
+                remaining_usd: Some(9.75),
+                requests: 2,
+                reserved_usd: 0.0,
+                spent_usd: 0.25,
+                total_usd: 10.0,
+            }],
+        });
+        same_bytes(&BudgetCheck {
+            checks: vec![AffordCheck {
+                can_afford: true,
+                per_request_usd: 0.0,
+                provider: "p".into(),
+                remaining_usd: None,
+            }],
+            estimated_cost_usd: 0.01,
+        });
+        same_bytes(&ProvidersHealth {
+            next_position: 1,
+            providers: vec![ProviderHealthRow {
+                available: false,
+                history: None,
+                provider: "p".into(),
+                retry_at: Some("2027-01-15T08:00:00+00:00".into()),
+                state: "open",
+            }],
+        });
+        same_bytes(&ProvidersCosts {
+            next_position: 2,
+            period: "2027-01".into(),
+            providers: vec![ProviderCost {
+                period: "2027-01".into(),
+                provider: "p".into(),
+                spend: Some(tutorlog_projections::spend::PeriodSpend::default()),
+            }],
+        });
+        same_bytes(&BenchmarksAnswer {
+            category: Some("coding".into()),
+            max_age_hours: 24,
+            next_position: 3,
+            results: vec![BenchmarkResult {
+                provider: "p".into(),
+                category: "coding".into(),
+                model: "m".into(),
+                run_id: id,
+                tests: 1,
+                successes: 1,
+                success_rate: 1.0,
+                mean_quality: 90.0,
+                mean_latency_micros: 1.0,
+                cost_micros: 2,
+                recorded_at: chrono::Utc::now(),
+                run_completed: true,
+            }],
+            running: Some(id),
+        });
+        same_bytes(&FeedbackRecordedAnswer {
+            position: 4,
+            request_id: id,
+        });
+        same_bytes(&BenchmarkRunStarted {
+            run_id: id,
+            status: "started",
+        });
+    }
 }

@@ -8,18 +8,16 @@ pub mod events;
 pub mod gateway;
 pub mod health;
 pub mod learning;
+pub mod openapi;
+pub mod views;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{
-    extract::DefaultBodyLimit,
-    http::StatusCode,
-    routing::{get, post},
-    Router,
-};
+use axum::{extract::DefaultBodyLimit, http::StatusCode, routing::get, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
 use tutorlog_store::EventStore;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 
@@ -67,62 +65,58 @@ pub struct AppState {
     pub benchmark_scheduler: Option<crate::gateway::benchmarks::BenchmarkScheduler>,
 }
 
+/// Every route, documented or listed: the only place routes are added (see
+/// [`openapi`]). Needs no state, so tests can inspect it.
+pub fn routes() -> openapi::Routes {
+    openapi::RouteTable::new()
+        .unlisted("GET", "/", get(dashboard::index))
+        .unlisted("GET", "/dashboard/{asset}", get(dashboard::asset))
+        .api(routes!(health::healthz))
+        .api(routes!(health::readyz))
+        .api(routes!(health::metrics))
+        .api(routes!(events::list))
+        .api(routes!(views::stats))
+        .api(routes!(views::view))
+        .api(routes!(learning::focus_areas))
+        .api(routes!(learning::start))
+        .api(routes!(learning::round))
+        .api(routes!(learning::pause))
+        .api(routes!(learning::resume))
+        .api(routes!(learning::progress))
+        .api(routes!(learning::health))
+        .api(routes!(learning::challenge_start))
+        .api(routes!(learning::challenge_grade))
+        .api(routes!(learning::info))
+        .api(routes!(learning::algo_runs))
+        .api(routes!(audit::request))
+        .api(routes!(audit::view_as_of))
+        .api(routes!(learning::admin_register))
+        .api(routes!(learning::admin_activate))
+        .api(routes!(learning::admin_params))
+        .api(routes!(learning::admin_run))
+        .api(routes!(gateway::chat_completions))
+        .api(routes!(gateway::models))
+        .api(routes!(gateway::chat))
+        .api(routes!(gateway::feedback))
+        .api(routes!(gateway::select))
+        .api(routes!(gateway::providers_status))
+        .api(routes!(gateway::providers_health))
+        .api(routes!(gateway::provider_health))
+        .api(routes!(gateway::providers_costs))
+        .api(routes!(gateway::benchmarks))
+        .api(routes!(gateway::budget_check))
+        .api(routes!(gateway::budget_status))
+        .api(routes!(admin::reload_config))
+        .api(routes!(gateway::admin_run_benchmarks))
+        .finish()
+}
+
 /// Builds the router with its limits.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.server.body_limit_bytes;
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
-    Router::new()
-        .route("/", get(dashboard::index))
-        .route("/dashboard/{asset}", get(dashboard::asset))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/api/v1/events", get(events::list))
-        .route("/api/v1/stats", get(crate::views::stats))
-        .route("/api/v1/views/{name}", get(crate::views::view))
-        .route("/api/v1/training/focus-areas", get(learning::focus_areas))
-        .route("/api/v1/training/start", post(learning::start))
-        .route("/api/v1/training/round", post(learning::round))
-        .route("/api/v1/training/pause", post(learning::pause))
-        .route("/api/v1/training/resume", post(learning::resume))
-        .route("/api/v1/training/progress", get(learning::progress))
-        .route("/api/v1/training/health", get(learning::health))
-        .route("/api/v1/challenges/start", post(learning::challenge_start))
-        .route("/api/v1/challenges/grade", post(learning::challenge_grade))
-        .route("/api/v1/learning/info", get(learning::info))
-        .route("/api/v1/audit/algo-runs", get(learning::algo_runs))
-        .route("/api/v1/audit/requests/{id}", get(audit::request))
-        .route("/api/v1/audit/views/{name}", get(audit::view_as_of))
-        .route(
-            "/api/v1/admin/algos/{key}/versions",
-            post(learning::admin_register),
-        )
-        .route(
-            "/api/v1/admin/algos/{key}/activate",
-            post(learning::admin_activate),
-        )
-        .route(
-            "/api/v1/admin/algos/{key}/params",
-            post(learning::admin_params),
-        )
-        .route("/api/v1/admin/algos/{key}/run", post(learning::admin_run))
-        .route("/v1/chat/completions", post(gateway::chat_completions))
-        .route("/v1/models", get(gateway::models))
-        .route("/api/v1/chat", post(gateway::chat))
-        .route("/api/v1/feedback", post(gateway::feedback))
-        .route("/api/v1/providers/select", post(gateway::select))
-        .route("/api/v1/providers/status", get(gateway::providers_status))
-        .route("/api/v1/providers/health", get(gateway::providers_health))
-        .route("/api/v1/provider-health", get(gateway::providers_health))
-        .route("/api/v1/providers/costs", get(gateway::providers_costs))
-        .route("/api/v1/benchmarks", get(gateway::benchmarks))
-        .route("/api/v1/budget/check", post(gateway::budget_check))
-        .route("/api/v1/budget/status", get(gateway::budget_status))
-        .route("/api/v1/admin/config/reload", post(admin::reload_config))
-        .route(
-            "/api/v1/admin/run-benchmarks",
-            post(gateway::admin_run_benchmarks),
-        )
+    routes()
+        .router
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(body_limit))
