@@ -42,6 +42,10 @@ const OPEN_LOOP_CONNECTIONS: usize = 32;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Unmeasured load before each slice (connections opened, caches warm).
 const WARM_UP: Duration = Duration::from_millis(300);
+/// After a slice, its target must be this quiet before the next slice starts.
+const SETTLE_WINDOW: Duration = Duration::from_millis(200);
+/// Longest wait for that.
+const SETTLE_MAX: Duration = Duration::from_secs(20);
 /// Size of the raw fsync file; cycles wrap around inside it.
 const RAW_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// Bytes per raw cycle (one log record's order of size).
@@ -629,9 +633,14 @@ struct Target {
 type Sender = SendRequest<Full<Bytes>>;
 
 async fn connect(addr: SocketAddr) -> Result<Sender, String> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let tcp = match tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(tcp) => tcp.map_err(|e| format!("connect {addr}: {e}"))?,
+        Err(_) => {
+            return Err(format!(
+                "connect {addr}: no answer within {REQUEST_TIMEOUT:?}"
+            ))
+        }
+    };
     tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -694,6 +703,8 @@ struct Samples {
     /// Open loop: latency from the actual send (what coordinated omission shows).
     service: Histogram<u64>,
     ok: u64,
+    /// Answers to warm-up requests (not in `latency`; in `service`).
+    warm_up_ok: u64,
     errors: u64,
     /// Open loop: requests due before the end that were never sent.
     unsent: u64,
@@ -706,6 +717,7 @@ impl Samples {
             latency: histogram(),
             service: histogram(),
             ok: 0,
+            warm_up_ok: 0,
             errors: 0,
             unsent: 0,
             first_error: None,
@@ -726,6 +738,20 @@ impl Samples {
         }
     }
 
+    /// A warm-up request: counted apart, its service time kept, a failure kept
+    /// as the first error (so a target that never answers says why).
+    fn record_warm_up(&mut self, outcome: Result<(), String>, service: Duration) {
+        match outcome {
+            Ok(()) => {
+                self.warm_up_ok += 1;
+                self.service.saturating_record(nanos(service));
+            }
+            Err(error) => {
+                self.first_error.get_or_insert(format!("(warm-up) {error}"));
+            }
+        }
+    }
+
     fn merge(&mut self, other: Samples) {
         self.latency
             .add(&other.latency)
@@ -734,6 +760,7 @@ impl Samples {
             .add(&other.service)
             .expect("same histogram bounds");
         self.ok += other.ok;
+        self.warm_up_ok += other.warm_up_ok;
         self.errors += other.errors;
         self.unsent += other.unsent;
         if self.first_error.is_none() {
@@ -777,6 +804,8 @@ async fn closed_worker(
         let taken = sent.elapsed();
         if sent >= measure {
             samples.record(outcome, taken, taken);
+        } else {
+            samples.record_warm_up(outcome, taken);
         }
     }
     samples
@@ -806,10 +835,7 @@ async fn open_worker(
         }
         if Instant::now() >= end {
             // Behind schedule at the end: the rest were due and never sent.
-            let left = (end - intended).as_secs_f64() * rate / connections as f64;
-            if intended >= measure {
-                samples.unsent += left.ceil() as u64;
-            }
+            samples.unsent += due_in_window(n, connections, rate, start, (measure, end));
             break;
         }
         tokio::time::sleep_until(intended.into()).await;
@@ -827,9 +853,32 @@ async fn open_worker(
         previous_done = done;
         if intended >= measure {
             samples.record(outcome, done - from, done - sent);
+        } else {
+            samples.record_warm_up(outcome, done - sent);
         }
     }
     samples
+}
+
+/// How many of requests `first`, `first + step`, ... are due inside `window`.
+fn due_in_window(
+    first: usize,
+    step: usize,
+    rate: f64,
+    start: Instant,
+    (from, to): (Instant, Instant),
+) -> u64 {
+    let mut count = 0;
+    for n in (first..).step_by(step) {
+        let intended = start + Duration::from_secs_f64(n as f64 / rate);
+        if intended >= to {
+            break;
+        }
+        if intended >= from {
+            count += 1;
+        }
+    }
+    count
 }
 
 /// Runs one load against one target for `seconds` after the warm-up.
@@ -1002,6 +1051,7 @@ impl Bench {
             machine_jiffies(),
         );
         let samples = run_load(Arc::clone(target), load, seconds).await;
+        settle(target.pid);
         let after = (
             target.pid.map_or(0, cpu_ticks),
             cpu_ticks(self.mock_pid),
@@ -1066,6 +1116,26 @@ impl Bench {
             }
         }
     }
+}
+
+/// Waits (at most [`SETTLE_MAX`]) until `pid` has used at most one clock tick in
+/// [`SETTLE_WINDOW`]: work a slice left behind (projections catching up, requests
+/// the client gave up on) is charged to that slice, not to the next target's.
+fn settle(pid: Option<u32>) {
+    let Some(pid) = pid else {
+        return;
+    };
+    let deadline = Instant::now() + SETTLE_MAX;
+    let mut last = cpu_ticks(pid);
+    while Instant::now() < deadline {
+        std::thread::sleep(SETTLE_WINDOW);
+        let now = cpu_ticks(pid);
+        if now.saturating_sub(last) <= 1 {
+            return;
+        }
+        last = now;
+    }
+    eprintln!("gateway_overhead: pid {pid} still busy {SETTLE_MAX:?} after its slice");
 }
 
 fn stop_perf(perf: Option<Child>) {
@@ -1183,11 +1253,15 @@ fn print_row(target: &Target, cell: &Cell, direct: &Cell, ticks: f64, load: Load
         let due = cell.samples.ok + cell.samples.errors + cell.samples.unsent;
         let expected = f64::from(rate) * cell.seconds;
         if (due as f64) < 0.95 * expected || cell.samples.unsent > 0 {
+            let answered = cell.samples.ok + cell.samples.warm_up_ok;
+            let wall = cell.seconds + cell.rounds.len() as f64 * WARM_UP.as_secs_f64();
             println!(
                 "{:<16} did not sustain {rate}/s: {} of ~{expected:.0} due requests sent; \
+                 {answered} answered in the slices with their warm-ups ({:.0}/s), \
                  p50/p99 from the actual send {:.3}/{:.3} ms",
                 "",
                 cell.samples.ok + cell.samples.errors,
+                answered as f64 / wall,
                 ms(cell.samples.service.value_at_quantile(0.5)),
                 ms(cell.samples.service.value_at_quantile(0.99)),
             );
@@ -1398,8 +1472,8 @@ fn print_column_notes() {
     println!(
         "columns: ovh = this target's percentile minus direct-to-mock's at the same load; \
          ovh p99 rounds = range of per-round p99 overheads; cpu gw/mock/client = CPU ms per \
-         answered request of the target process (its whole process tree), the mock and this \
-         client, from /proc/PID/stat; mach = whole-machine CPU busy during the slices (other \
+         answered request of the target process (its whole process tree, until it is idle \
+         again after the slice), the mock and this client, from /proc/PID/stat; mach = whole-machine CPU busy during the slices (other \
          tenants included); err = errors + open-loop requests never sent"
     );
 }
