@@ -156,9 +156,12 @@ pub struct Unlisted {
 /// Path of the OpenAPI document.
 pub const OPENAPI_PATH: &str = "/openapi.json";
 
+/// Where the interactive API explorer (Swagger UI) is served.
+pub const DOCS_PATH: &str = "/docs";
+
 /// Every route outside the document, and why. `RouteTable::finish` checks that
 /// the routes registered with [`RouteTable::unlisted`] are exactly these.
-pub const UNLISTED: [Unlisted; 3] = [
+pub const UNLISTED: [Unlisted; 6] = [
     Unlisted {
         method: "GET",
         path: "/",
@@ -174,7 +177,41 @@ pub const UNLISTED: [Unlisted; 3] = [
         path: OPENAPI_PATH,
         why: "this document itself",
     },
+    Unlisted {
+        method: "GET",
+        path: DOCS_PATH,
+        why: "redirects to the explorer at /docs/",
+    },
+    Unlisted {
+        method: "GET",
+        path: "/docs/",
+        why: "the API explorer (Swagger UI), an HTML page for people",
+    },
+    Unlisted {
+        method: "GET",
+        path: "/docs/{*rest}",
+        why: "the explorer's bundled scripts and stylesheets",
+    },
 ];
+
+/// The routes of the explorer at [`DOCS_PATH`], as [`utoipa_swagger_ui`] adds
+/// them (the redirect, the page, its assets); a test checks the explorer answers
+/// each.
+const DOCS_ROUTES: [&str; 3] = [DOCS_PATH, "/docs/", "/docs/{*rest}"];
+
+/// Swagger UI reading [`OPENAPI_PATH`]. The assets are compiled in from the
+/// `utoipa-swagger-ui-vendored` crate, so the page loads nothing from outside
+/// the daemon; the online spec validator (a call to validator.swagger.io) is
+/// off for the same reason.
+fn docs_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let config = utoipa_swagger_ui::Config::new([OPENAPI_PATH])
+        .validator_url("none")
+        .try_it_out_enabled(true)
+        .persist_authorization(true);
+    utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
+        .config(config)
+        .into()
+}
 
 /// The routes under construction, with a record of the unlisted ones.
 pub struct RouteTable {
@@ -228,8 +265,8 @@ impl RouteTable {
         self
     }
 
-    /// Adds `GET /openapi.json` (the document, serialized once) and returns the
-    /// parts.
+    /// Adds `GET /openapi.json` (the document, serialized once) and the explorer
+    /// at `/docs`, and returns the parts.
     pub fn finish(self) -> Routes {
         let (router, mut openapi) = self.router.split_for_parts();
         list_focus_areas(&mut openapi);
@@ -256,8 +293,11 @@ impl RouteTable {
                 }
             }),
         );
+        // The explorer brings its own routes; record them like any unlisted one.
+        let router = router.merge(docs_router());
         let mut unlisted = self.unlisted;
         unlisted.push(("GET", OPENAPI_PATH));
+        unlisted.extend(DOCS_ROUTES.iter().map(|path| ("GET", *path)));
         Routes {
             router,
             openapi,
@@ -286,9 +326,113 @@ pub(crate) mod test_support {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
+    use axum::{body::Body, http::Request, http::StatusCode};
     use serde_json::Value;
+    use tower::ServiceExt;
 
     use super::*;
+
+    /// `GET path` on the explorer alone: status, content type, body.
+    async fn fetch_docs(path: &str) -> (StatusCode, String, String) {
+        let response = docs_router::<()>()
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 16 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            content_type,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_explorer_is_served_from_the_binary_and_reads_this_document() {
+        let (status, _, _) = fetch_docs(DOCS_PATH).await;
+        assert!(status.is_redirection(), "{DOCS_PATH} redirects to the page");
+        let (status, content_type, page) = fetch_docs("/docs/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(content_type.starts_with("text/html"), "{content_type}");
+        // Offline: every script, stylesheet and icon the page names is relative,
+        // and each one is answered by the daemon itself.
+        let mut linked = Vec::new();
+        for attribute in ["src=\"", "href=\""] {
+            for rest in page.split(attribute).skip(1) {
+                let target = rest.split('"').next().unwrap_or_default();
+                assert!(
+                    !target.contains("//"),
+                    "the explorer page loads {target} from elsewhere"
+                );
+                linked.push(target.trim_start_matches("./").to_owned());
+            }
+        }
+        assert!(linked
+            .iter()
+            .any(|target| target.ends_with("swagger-ui-bundle.js")));
+        for target in linked {
+            let (status, _, body) = fetch_docs(&format!("/docs/{target}")).await;
+            assert_eq!(status, StatusCode::OK, "/docs/{target}");
+            assert!(!body.is_empty(), "/docs/{target}");
+        }
+        let (status, _, initializer) = fetch_docs("/docs/swagger-initializer.js").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(initializer.contains(OPENAPI_PATH), "{initializer}");
+        assert!(
+            initializer.contains("\"validatorUrl\": \"none\""),
+            "the online validator stays off: {initializer}"
+        );
+    }
+
+    /// The daemon's router is built in one place, [`RouteTable`], and only from
+    /// it: this fails when a route is added beside it (in `router()` or a
+    /// handler module), where neither the document nor [`UNLISTED`] would see
+    /// it. Other servers (the mock provider, test fixtures) live outside
+    /// `src/http/` and are not the daemon's API.
+    #[test]
+    fn routes_are_added_only_through_the_route_table() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).expect("src/http") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if !name.ends_with(".rs") || name == "openapi.rs" {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).expect("source");
+            // Test modules build their own small routers.
+            let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+            for call in [
+                ".route(",
+                ".route_service(",
+                ".nest(",
+                ".nest_service(",
+                ".merge(",
+                ".fallback_service(",
+                "Router::new(",
+                "Router::<",
+            ] {
+                assert!(
+                    !code.contains(call),
+                    "{name} calls {call}: add routes in http::routes() with .api(routes!(..)) \
+                     (documented) or .unlisted(..) (listed in openapi::UNLISTED with a reason)"
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked >= 8, "read the handler modules ({checked})");
+    }
 
     fn document() -> Value {
         serde_json::to_value(&crate::http::routes().openapi).expect("the document serializes")
