@@ -197,15 +197,28 @@ pub struct ViewQuery {
     pub min_position: Option<u64>,
 }
 
+/// The largest position a client may name: positions are `int64` in the OpenAPI
+/// document (JSON clients lose precision past it), and no log gets there.
+pub const MAX_POSITION: u64 = i64::MAX as u64;
+
 /// Waits for `min_position` (bounded), mapping a miss to 503.
+///
+/// A position no log could have written yet is the client's mistake, not the
+/// daemon's: past [`MAX_POSITION`] always, and, on the embedded log (this
+/// daemon is its only writer, so every position a write answered is already
+/// at or below its head), past the head. Those answer 400 at once instead of a
+/// 503 after the wait. On KurrentDB another node may have written it, so the
+/// daemon waits as usual.
 pub async fn wait_for_position<P: Projection>(
     reader: &ProjectionReader<P>,
     min_position: Option<u64>,
     config: &Config,
+    store: &dyn EventStore,
 ) -> Result<(), ApiError> {
     let Some(position) = min_position else {
         return Ok(());
     };
+    check_position(position, config, store.last_position())?;
     let timeout = Duration::from_millis(config.server.min_position_wait_ms);
     reader
         .wait_for(position, timeout)
@@ -222,12 +235,37 @@ pub async fn wait_for_position<P: Projection>(
         })
 }
 
+/// The 400 cases of [`wait_for_position`]; `last` is the log's last position.
+fn check_position(position: u64, config: &Config, last: Option<u64>) -> Result<(), ApiError> {
+    if position > MAX_POSITION {
+        return Err(ApiError::bad_request(format!(
+            "min_position: at most {MAX_POSITION}"
+        )));
+    }
+    if config.store.backend == "embedded" && last.is_none_or(|last| position > last) {
+        let head = last.map_or_else(
+            || "the log is empty".to_owned(),
+            |l| format!("the last is {l}"),
+        );
+        return Err(ApiError::bad_request(format!(
+            "min_position: {position} is past the end of the log ({head}); pass a position a write answered"
+        )));
+    }
+    Ok(())
+}
+
 /// `GET /api/v1/stats`: log statistics from the `stream_stats` view.
 pub async fn stats(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ViewQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    wait_for_position(&state.stats, query.min_position, &state.config).await?;
+    wait_for_position(
+        &state.stats,
+        query.min_position,
+        &state.config,
+        state.store.as_ref(),
+    )
+    .await?;
     let (view, next_position) = state.stats.view().map_err(|error| {
         tracing::error!(%error, "stream_stats view does not serialize");
         ApiError {
@@ -253,9 +291,9 @@ fn internal_view_error(name: &str, error: serde_json::Error) -> ApiError {
 async fn document<P: Projection>(
     reader: &ProjectionReader<P>,
     min_position: Option<u64>,
-    config: &Config,
+    state: &AppState,
 ) -> Result<Value, ApiError> {
-    wait_for_position(reader, min_position, config).await?;
+    wait_for_position(reader, min_position, &state.config, state.store.as_ref()).await?;
     reader
         .read(|projection, next_position| view_document(projection, next_position))
         .map_err(|error| internal_view_error(P::NAME, error))
@@ -269,15 +307,15 @@ pub async fn view(
     ApiQuery(query): ApiQuery<ViewQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let body = match name.as_str() {
-        StreamStats::NAME => document(&state.stats, query.min_position, &state.config).await?,
-        Mastery::NAME => document(&state.mastery, query.min_position, &state.config).await?,
-        AlgoRuns::NAME => document(&state.algo_runs, query.min_position, &state.config).await?,
-        Spend::NAME => document(&state.spend, query.min_position, &state.config).await?,
+        StreamStats::NAME => document(&state.stats, query.min_position, &state).await?,
+        Mastery::NAME => document(&state.mastery, query.min_position, &state).await?,
+        AlgoRuns::NAME => document(&state.algo_runs, query.min_position, &state).await?,
+        Spend::NAME => document(&state.spend, query.min_position, &state).await?,
         ProviderHealth::NAME => {
-            document(&state.provider_health, query.min_position, &state.config).await?
+            document(&state.provider_health, query.min_position, &state).await?
         }
-        Benchmarks::NAME => document(&state.benchmarks, query.min_position, &state.config).await?,
-        Routing::NAME => document(&state.routing, query.min_position, &state.config).await?,
+        Benchmarks::NAME => document(&state.benchmarks, query.min_position, &state).await?,
+        Routing::NAME => document(&state.routing, query.min_position, &state).await?,
         _ => {
             return Err(ApiError::not_found(format!(
                 "unknown view {name:?}; known: {}",

@@ -25,7 +25,9 @@ pub struct EventsQuery {
     /// Read one stream instead of `$all`.
     #[param(min_length = 1, example = "config")]
     pub stream: Option<String>,
-    /// First position (for `$all`) or revision (for a stream); default 0.
+    /// First position (for `$all`) or revision (for a stream); default 0, at
+    /// most 2^63 - 1 (positions are `int64`).
+    #[param(maximum = 9223372036854775807_i64)]
     pub from: Option<u64>,
     /// Most events to return (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -102,6 +104,12 @@ pub async fn list(
         )));
     }
     let from = query.from.unwrap_or(0);
+    if from > crate::views::MAX_POSITION {
+        return Err(ApiError::bad_request(format!(
+            "`from` must be at most {}, got {from}",
+            crate::views::MAX_POSITION
+        )));
+    }
     let events = match &query.stream {
         Some(stream) if stream.is_empty() => {
             return Err(ApiError::bad_request("`stream` must not be empty"))

@@ -345,6 +345,20 @@ pub struct ChatCompletion {
     pub usage: CompletionUsage,
 }
 
+/// One server-sent event of a streamed chat completion, as OpenAPI 3.1 reads a
+/// `text/event-stream` schema (each event, not the whole stream). Documentation
+/// only: the handler writes the events with axum's `Sse`.
+#[derive(Debug, ToSchema)]
+#[schema(example = json!({"data": "{\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"4\"},\"finish_reason\":null}]}"}))]
+pub struct ChunkEvent {
+    /// A `chat.completion.chunk` object as JSON text; the last event is `[DONE]`.
+    pub data: String,
+    /// The event type, when set (`message` by default).
+    pub event: Option<String>,
+    /// The event id, when set.
+    pub id: Option<String>,
+}
+
 /// Chat completion (OpenAI-compatible).
 ///
 /// `POST /v1/chat/completions`.
@@ -369,7 +383,7 @@ pub struct ChatCompletion {
             ),
             content(
                 (ChatCompletion = "application/json"),
-                (String = "text/event-stream"),
+                (ChunkEvent = "text/event-stream"),
             )),
         (status = 400, description = "A bad field (the message names it: empty `messages`, an unknown role, a non-text part, `n` other than 1, `max_tokens` out of range), or a body that is not JSON", body = ErrorBody),
         (status = 401, description = "`invalid_api_key`: a missing or unknown API key", body = ErrorBody),
@@ -397,11 +411,14 @@ pub async fn chat_completions(
     if body.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request("n: only 1 is supported"));
     }
+    // Checked whoever calls: the document bounds `user` for every request, and a
+    // key with its own user must not make an over-long one acceptable.
+    let body_user = limited(body.user, "user", 128)?;
     let user_id = match caller {
         Caller::Key {
             user_id: Some(user),
         } => Some(user),
-        _ => limited(body.user, "user", 128)?,
+        _ => body_user,
     };
     let session_id = headers
         .get(SESSION_HEADER)
@@ -645,7 +662,9 @@ pub struct ChatBody {
     pub message: String,
     /// `auto` (default), `provider/model` or a model name.
     pub model: Option<String>,
-    /// Most output tokens.
+    /// Most output tokens: 1 to `gateway.max_tokens_limit` (default
+    /// `gateway.default_max_tokens`).
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
 }
 
@@ -753,7 +772,8 @@ pub struct SelectBody {
     pub session_id: Option<String>,
     /// `auto` (default), `provider/model` or a model name.
     pub model: Option<String>,
-    /// Most output tokens (for the estimate).
+    /// Most output tokens (for the estimate): 1 to `gateway.max_tokens_limit`.
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
 }
 
@@ -1167,8 +1187,13 @@ pub async fn providers_health(
     ApiQuery(query): ApiQuery<crate::views::ViewQuery>,
 ) -> Result<Json<ProvidersHealth>, ApiError> {
     let gateway = gateway(&state)?;
-    crate::views::wait_for_position(&state.provider_health, query.min_position, &state.config)
-        .await?;
+    crate::views::wait_for_position(
+        &state.provider_health,
+        query.min_position,
+        &state.config,
+        state.store.as_ref(),
+    )
+    .await?;
     let (providers, next_position) = state.provider_health.read(|health, next| {
         let rows: Vec<ProviderHealthRow> = gateway
             .providers()
@@ -1291,7 +1316,13 @@ pub async fn providers_costs(
         }
         None => tutorlog_actors::providers::budget::period_of(chrono::Utc::now()),
     };
-    crate::views::wait_for_position(&state.spend, query.min_position, &state.config).await?;
+    crate::views::wait_for_position(
+        &state.spend,
+        query.min_position,
+        &state.config,
+        state.store.as_ref(),
+    )
+    .await?;
     let names: Vec<String> = state
         .gateway
         .as_ref()
@@ -1409,7 +1440,13 @@ pub async fn benchmarks(
     if hours == 0 || hours > 24 * 365 {
         return Err(ApiError::bad_request("max_age_hours: between 1 and 8760"));
     }
-    crate::views::wait_for_position(&state.benchmarks, query.min_position, &state.config).await?;
+    crate::views::wait_for_position(
+        &state.benchmarks,
+        query.min_position,
+        &state.config,
+        state.store.as_ref(),
+    )
+    .await?;
     let now = chrono::Utc::now();
     let (results, next_position) = state.benchmarks.read(|benchmarks, next| {
         let latest = benchmarks.latest(
@@ -1565,12 +1602,13 @@ pub async fn admin_run_benchmarks(
             "benchmarks need providers: add a [[providers]] entry to the config file",
         )
     })?;
-    // An empty body means "everything".
+    // An empty body or `null` (the document allows it) means "everything".
     let body: RunBenchmarksBody = if body.iter().all(u8::is_ascii_whitespace) {
         RunBenchmarksBody::default()
     } else {
-        serde_json::from_slice(&body)
+        serde_json::from_slice::<Option<RunBenchmarksBody>>(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+            .unwrap_or_default()
     };
     let request = crate::gateway::benchmarks::RunRequest {
         trigger: "manual".into(),

@@ -162,7 +162,13 @@ async fn owner(state: &AppState, id: Uuid, session: bool) -> Result<String, ApiE
         return Ok(user);
     }
     if let Some(last) = state.store.last_position() {
-        wait_for_position(&state.mastery, Some(last), &state.config).await?;
+        wait_for_position(
+            &state.mastery,
+            Some(last),
+            &state.config,
+            state.store.as_ref(),
+        )
+        .await?;
     }
     state.mastery.read(|m, _| lookup(m)).ok_or_else(|| {
         ApiError::not_found(if session {
@@ -678,7 +684,13 @@ pub async fn progress(
     ApiQuery(query): ApiQuery<ProgressQuery>,
 ) -> Result<Json<Progress>, ApiError> {
     let user_id = required(query.user_id, "user_id")?;
-    wait_for_position(&state.mastery, query.min_position, &state.config).await?;
+    wait_for_position(
+        &state.mastery,
+        query.min_position,
+        &state.config,
+        state.store.as_ref(),
+    )
+    .await?;
     let threshold = state.config.learning.mastery_threshold;
     let (areas, next_position) = state.mastery.read(|mastery, next| {
         let areas: Vec<FocusProgress> = mastery
@@ -1019,7 +1031,9 @@ pub struct AlgoRunsQuery {
     /// Only this algorithm key.
     #[param(example = "mastery")]
     pub key: Option<String>,
-    /// Only this version.
+    /// Only this version. The bound is stated because unsigned 32-bit is
+    /// otherwise documented as `int32`, which stops at 2^31 - 1.
+    #[param(maximum = 4294967295_u32)]
     pub version: Option<u32>,
     /// Only this learner.
     pub user_id: Option<String>,
@@ -1102,7 +1116,13 @@ pub async fn algo_runs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AlgoRunsQuery>,
 ) -> Result<Json<AlgoRunsPage>, ApiError> {
-    wait_for_position(&state.algo_runs, query.min_position, &state.config).await?;
+    wait_for_position(
+        &state.algo_runs,
+        query.min_position,
+        &state.config,
+        state.store.as_ref(),
+    )
+    .await?;
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > AUDIT_ROWS_MAX {
         return Err(ApiError::bad_request(format!(
