@@ -126,3 +126,71 @@ async fn every_documented_operation_is_routed_and_answers_a_documented_status() 
     assert_eq!(response.status(), 200);
     daemon.stop();
 }
+
+/// What schemathesis (`tests/e2e/schemathesis.sh`) found, kept fixed: each was a
+/// 5xx for a client mistake or an answer the document does not allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_mistakes_schemathesis_found_answer_400_and_the_document_matches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start(&[]);
+    let config = format!(
+        "{}{}",
+        gateway_toml("strict"),
+        mock_provider_toml("mock", &mock.base_url(), 1, 0.0, 60)
+    );
+    let daemon = Daemon::start(dir.path(), &config).await;
+    let http = client();
+
+    // Positions past the end of the log (or of int64): 400 at once, not a 503
+    // after `server.min_position_wait_ms`.
+    for path in [
+        "/api/v1/stats?min_position=99999999",
+        "/api/v1/views/spend?min_position=9223372036854775808",
+        "/api/v1/providers/health?min_position=99999999",
+        "/api/v1/events?from=9223372036854775808",
+    ] {
+        let (status, body) = daemon.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{path}: {body}");
+    }
+    // A version filter past int32 but within u32 is valid (the document says
+    // so); past u32 it is refused.
+    let (status, _) = daemon
+        .get("/api/v1/audit/algo-runs?version=3000000000")
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = daemon
+        .get("/api/v1/audit/algo-runs?version=5000000000")
+        .await;
+    assert_eq!(status, 400);
+
+    // `user` is bounded for every caller, also one whose key names its user.
+    let mut body = support::chat_body("hello", 8);
+    body["user"] = json!("u".repeat(129));
+    let (status, answer) = daemon.post("/v1/chat/completions", &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("user")));
+
+    // `null` is a body the document allows for run-benchmarks.
+    let response = http
+        .post(format!("{}/api/v1/admin/run-benchmarks", daemon.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("null")
+        .send()
+        .await
+        .expect("POST run-benchmarks");
+    assert_eq!(response.status(), 202);
+
+    // A streamed answer is documented one event at a time.
+    let (_, document) = daemon.get("/openapi.json").await;
+    let stream = &document["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
+        ["text/event-stream"]["schema"];
+    assert_eq!(
+        stream["$ref"], "#/components/schemas/ChunkEvent",
+        "{stream}"
+    );
+    daemon.stop();
+}

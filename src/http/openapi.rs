@@ -39,7 +39,7 @@ use super::{error::ErrorBody, learning::AlgoKeyName, views::ViewName, AppState};
             they reached; reads that take `min_position` wait (bounded) until their \
             view includes it. Any request may also answer 503 `timeout` after \
             `server.request_timeout_secs`, and any body over `server.body_limit_bytes` \
-            413 `payload_too_large`. See docs/api.md.",
+            413 `payload_too_large`. See the README, \"HTTP API\".",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     tags(
@@ -488,7 +488,7 @@ mod tests {
         }
         // The API this document describes: 37 operations, one per path (the
         // provider-health alias has its own). A change here is a route added or
-        // removed: update the number and docs/api.md together.
+        // removed: update the number and the README's endpoint table together.
         assert_eq!(operations.len(), 37, "{:#?}", operations.keys());
     }
 
