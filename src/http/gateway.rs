@@ -1253,7 +1253,7 @@ pub async fn provider_health(
 #[into_params(parameter_in = Query)]
 pub struct CostsQuery {
     /// Month `YYYY-MM` (default: the current one).
-    #[param(pattern = "^[0-9]{4}-[0-9]{2}$", example = "2027-01")]
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$", example = "2027-01")]
     pub period: Option<String>,
     /// Wait until the view includes this position.
     pub min_position: Option<u64>,
@@ -1352,7 +1352,7 @@ pub async fn providers_costs(
 #[into_params(parameter_in = Query)]
 pub struct BenchmarksQuery {
     /// Only this category: `coding`, `math`, `research`, `language`, `empathy`, `general`.
-    #[param(example = "coding")]
+    #[param(value_type = Option<CategoryName>, example = "coding")]
     pub category: Option<String>,
     /// Only results at most this old (hours, 1–8760; default 24, as the seed's
     /// `get_latest_benchmarks`).
@@ -1360,6 +1360,26 @@ pub struct BenchmarksQuery {
     pub max_age_hours: Option<u32>,
     /// Wait until the view includes this position.
     pub min_position: Option<u64>,
+}
+
+/// The request categories the router and the benchmarks know
+/// (`tutorlog_actors::providers::category::CATEGORIES`; a test keeps the two
+/// lists equal). Documentation only.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum CategoryName {
+    /// Programming.
+    Coding,
+    /// Mathematics.
+    Math,
+    /// Research and facts.
+    Research,
+    /// Language and writing.
+    Language,
+    /// Emotional support.
+    Empathy,
+    /// Anything else.
+    General,
 }
 
 /// One result of `GET /api/v1/benchmarks`: the latest run's figures for a

@@ -26,7 +26,9 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 use serde::{Serialize, Serializer};
 
-use super::{error::ErrorBody, learning::AlgoKeyName, views::ViewName, AppState};
+use super::{
+    error::ErrorBody, gateway::CategoryName, learning::AlgoKeyName, views::ViewName, AppState,
+};
 
 /// The document's fixed parts; the paths come from the routes.
 #[derive(OpenApi)]
@@ -54,7 +56,7 @@ use super::{error::ErrorBody, learning::AlgoKeyName, views::ViewName, AppState};
     ),
     // Schemas only parameters refer to: `routes!` collects the bodies' schemas,
     // not those of tuple-style parameters.
-    components(schemas(ErrorBody, ViewName, AlgoKeyName)),
+    components(schemas(ErrorBody, ViewName, AlgoKeyName, CategoryName)),
     modifiers(&SecuritySchemes),
 )]
 pub struct ApiDoc;
@@ -626,6 +628,10 @@ mod tests {
             .map(|key| key.as_str().to_owned())
             .collect();
         assert_eq!(names("AlgoKeyName"), keys);
+        assert_eq!(
+            names("CategoryName"),
+            tutorlog_actors::providers::category::CATEGORIES.to_vec()
+        );
         let areas: Vec<&str> = tutorlog_actors::content::ItemBank::bundled().focus_areas();
         let listed = &schemas["StartBody"]["properties"]["focus_area"]["enum"];
         assert_eq!(listed, &serde_json::json!(areas), "the bundled focus areas");
