@@ -107,8 +107,9 @@ EOF
 # Every check, except `positive_data_acceptance`: it expects every request the
 # document allows to succeed, and some rules cannot be written in OpenAPI (at
 # most one of `user` and `provider`; a version that exists; params that fit the
-# key's algorithm; `max_tokens` up to the configured limit; `54.0` read as an
-# integer). Those answer a documented 400, which is no break of the document.
+# key's algorithm; `max_tokens` up to the configured limit; a `min_position`
+# the log has reached; `5.0` read as an integer). Those answer a documented 400,
+# which is no break of the document.
 # One worker: CPython 3.11
 # before 3.11.8 can fail `ast.parse` in concurrent threads (hypothesis calls it
 # to describe filters), which schemathesis reports as a runtime error.
