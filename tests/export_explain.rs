@@ -4,10 +4,8 @@
 
 use std::{
     collections::BTreeMap,
-    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Output},
 };
 
 use serde_json::Value;
@@ -27,7 +25,10 @@ use tutorlog_schemas::{
 use tutorlog_store::{EmbeddedStore, EventStore, ExpectedRevision};
 use uuid::Uuid;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tutorlog");
+mod support;
+
+use support::{blocking::Serve, free_port, BIN};
+
 const DATA_FILES: [&str; 4] = [
     "train.jsonl",
     "validation.jsonl",
@@ -614,113 +615,20 @@ fn explain_answers_on_the_command_line_and_over_http() {
         .as_array()
         .is_some_and(|r| r.len() > 10));
 
-    let daemon = Daemon::start(&fixture.data);
-    let (status, body) = get_json(&format!(
-        "{}/api/v1/audit/requests/{}",
-        daemon.base, fixture.request
-    ));
+    let daemon = Serve::start(&fixture.data, free_port(), &[]);
+    let (status, body) = daemon.get(&format!("/api/v1/audit/requests/{}", fixture.request));
     assert_eq!(status, 200, "{body}");
     check_gateway_chain(&body, fixture.request);
-    let (status, body) = get_json(&format!(
-        "{}/api/v1/audit/requests/{}",
-        daemon.base, fixture.session
-    ));
+    let (status, body) = daemon.get(&format!("/api/v1/audit/requests/{}", fixture.session));
     assert_eq!((status, body["kind"].as_str()), (200, Some("training")));
-    let (status, body) = get_json(&format!(
-        "{}/api/v1/audit/requests/{}",
-        daemon.base,
-        Uuid::now_v7()
-    ));
+    let (status, body) = daemon.get(&format!("/api/v1/audit/requests/{}", Uuid::now_v7()));
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
-    let (status, body) = get_json(&format!("{}/api/v1/audit/requests/12345", daemon.base));
+    let (status, body) = daemon.get("/api/v1/audit/requests/12345");
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("bad_request"))
     );
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
-}
-
-struct Daemon {
-    child: Child,
-    base: String,
-}
-
-impl Daemon {
-    fn start(data_dir: &Path) -> Daemon {
-        let port = free_port();
-        let child = Command::new(BIN)
-            .args(["serve", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("TUTORLOG_LOG", "warn")
-            .env_remove("TUTORLOG_CONFIG")
-            .current_dir(data_dir.parent().expect("parent"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tutorlog serve");
-        let daemon = Daemon {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = get(&format!("{}/readyz", daemon.base)) {
-                return daemon;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("daemon not ready within 60 s");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ignored_already_dead = self.child.kill();
-        let _ignored_reaped = self.child.wait();
-    }
-}
-
-/// A minimal blocking HTTP/1.1 GET, so the test needs no HTTP client stack.
-fn get(url: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| std::io::Error::other("not http"))?;
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut stream = std::net::TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-fn get_json(url: &str) -> (u16, Value) {
-    let (status, body) = get(url).expect("GET");
-    let value = serde_json::from_str(&body)
-        .unwrap_or_else(|e| panic!("{url}: body is not JSON ({e}): {body:?}"));
-    (status, value)
 }

@@ -3,149 +3,27 @@
 //! the same progress back, and `tutorlog replay` prints views byte-identical to the
 //! live daemon's at the same position.
 
-use std::{
-    io::{Read, Write},
-    net::TcpListener,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Command};
 
 use serde_json::{json, Value};
 use tutorlog_actors::content::ItemBank;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tutorlog");
-const ADMIN_TOKEN: &str = "e2e-admin-token";
+mod support;
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
+use support::{
+    blocking::{json as parse, request, Serve},
+    free_port, ADMIN_TOKEN, BIN,
+};
+
+/// `serve` with the harness's admin token.
+fn start(data_dir: &Path, port: u16) -> Serve {
+    Serve::start(data_dir, port, &[("TUTORLOG_ADMIN_TOKEN", ADMIN_TOKEN)])
 }
 
-struct Daemon {
-    child: Child,
-    base: String,
-}
-
-impl Daemon {
-    /// Starts `serve` on `port` (the same port on a restart, so the effective
-    /// configuration, and with it the log, stays unchanged).
-    fn start(data_dir: &Path, port: u16) -> Daemon {
-        let child = Command::new(BIN)
-            .args(["serve", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("TUTORLOG_LOG", "warn")
-            .env("TUTORLOG_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env_remove("TUTORLOG_CONFIG")
-            .current_dir(data_dir.parent().expect("parent"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tutorlog serve");
-        let daemon = Daemon {
-            child,
-            base: format!("127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = request(&daemon.base, "GET", "/readyz", None, None) {
-                return daemon;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("daemon not ready within 30 s");
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        parse(path, request(&self.base, "GET", path, None, None))
-    }
-
-    fn get_raw(&self, path: &str) -> String {
-        let (status, body) = request(&self.base, "GET", path, None, None).expect("GET");
-        assert_eq!(status, 200, "{path}: {body}");
-        body
-    }
-
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        parse(
-            path,
-            request(&self.base, "POST", path, Some(&body.to_string()), None),
-        )
-    }
-
-    fn post_admin(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
-        parse(
-            path,
-            request(&self.base, "POST", path, Some(&body.to_string()), token),
-        )
-    }
-
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                assert!(status.success(), "daemon exit: {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ignored_already_dead = self.child.kill();
-            let _ignored_reaped = self.child.wait();
-        }
-    }
-}
-
-/// A minimal blocking HTTP/1.1 client (no client stack needed).
-fn request(
-    host: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let body = body.unwrap_or("");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-fn parse(path: &str, response: std::io::Result<(u16, String)>) -> (u16, Value) {
-    let (status, body) = response.expect("request");
-    let value = serde_json::from_str(&body)
-        .unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {body:?}"));
-    (status, value)
+/// SIGTERM, and the daemon must exit cleanly.
+fn stop(daemon: Serve) {
+    let status = daemon.terminate();
+    assert!(status.success(), "daemon exit: {status}");
 }
 
 /// The reference answer of the item with this prompt (to answer some rounds right).
@@ -198,7 +76,7 @@ fn assert_error(status: u16, body: &Value, want: u16, mentions: &str) {
 }
 
 /// Runs one full session: answers right on odd rounds, wrong on even ones.
-fn full_session(daemon: &Daemon) -> (String, u64) {
+fn full_session(daemon: &Serve) -> (String, u64) {
     let (status, areas) = daemon.get("/api/v1/training/focus-areas");
     assert_eq!(status, 200);
     assert!(areas["focus_areas"]
@@ -293,7 +171,7 @@ fn uuid_like() -> &'static str {
     "01900000-0000-7000-8000-000000000000"
 }
 
-fn challenge(daemon: &Daemon) -> u64 {
+fn challenge(daemon: &Serve) -> u64 {
     let (status, started) = daemon.post(
         "/api/v1/challenges/start",
         &json!({ "user_id": "ada", "difficulty": "medium", "category": "geometry" }),
@@ -332,7 +210,7 @@ fn challenge(daemon: &Daemon) -> u64 {
 /// Pause and resume over HTTP (a second learner, so ada's numbers stay as they are):
 /// every write answers a position, a paused session refuses rounds with 409 until
 /// resumed, and a read with `min_position` sees the write.
-fn pause_and_resume(daemon: &Daemon) -> u64 {
+fn pause_and_resume(daemon: &Serve) -> u64 {
     let (status, started) = daemon.post(
         "/api/v1/training/start",
         &json!({ "user_id": "bob", "focus_area": "algebra", "rounds": 2 }),
@@ -402,7 +280,7 @@ fn pause_and_resume(daemon: &Daemon) -> u64 {
 }
 
 /// Bad input is a 400 whose message names the field.
-fn bad_input(daemon: &Daemon) {
+fn bad_input(daemon: &Serve) {
     let cases = [
         (
             "/api/v1/training/start",
@@ -472,7 +350,7 @@ fn bad_input(daemon: &Daemon) {
     let (status, answer) = parse(
         "start",
         request(
-            &daemon.base,
+            &daemon.addr,
             "POST",
             "/api/v1/training/start",
             Some("{not json"),
@@ -494,7 +372,7 @@ fn bad_input(daemon: &Daemon) {
     }
 }
 
-fn admin(daemon: &Daemon) -> u64 {
+fn admin(daemon: &Serve) -> u64 {
     let path = "/api/v1/admin/algos/adaptive/params";
     let body = json!({ "params": { "target_accuracy": 0.7, "exploration_rate": 0.2 } });
     let (status, _) = daemon.post_admin(path, &body, None);
@@ -557,7 +435,7 @@ fn admin(daemon: &Daemon) -> u64 {
     last
 }
 
-fn progress(daemon: &Daemon, min_position: u64) -> Value {
+fn progress(daemon: &Serve, min_position: u64) -> Value {
     let (status, body) = daemon.get(&format!(
         "/api/v1/training/progress?user_id=ada&min_position={min_position}"
     ));
@@ -571,7 +449,7 @@ fn a_full_session_and_a_challenge_survive_a_restart_and_replay_identically() {
     let root = tempfile::tempdir().expect("tempdir");
     let data = root.path().join("data");
     let port = free_port();
-    let daemon = Daemon::start(&data, port);
+    let daemon = start(&data, port);
 
     let (session_id, _) = full_session(&daemon);
     challenge(&daemon);
@@ -603,17 +481,17 @@ fn a_full_session_and_a_challenge_survive_a_restart_and_replay_identically() {
     let (status, body) = daemon.get("/api/v1/audit/algo-runs?limit=0");
     assert_eq!(status, 400, "{body}");
 
-    let mastery_live = daemon.get_raw(&format!("/api/v1/views/mastery?min_position={last}"));
-    let runs_live = daemon.get_raw(&format!("/api/v1/views/algo_runs?min_position={last}"));
+    let mastery_live = daemon.get_ok(&format!("/api/v1/views/mastery?min_position={last}"));
+    let runs_live = daemon.get_ok(&format!("/api/v1/views/algo_runs?min_position={last}"));
     let next: u64 = serde_json::from_str::<Value>(&mastery_live).expect("json")["next_position"]
         .as_u64()
         .expect("next");
-    daemon.terminate();
+    stop(daemon);
 
-    let daemon = Daemon::start(&data, port);
+    let daemon = start(&data, port);
     assert_eq!(progress(&daemon, last), before, "progress after restart");
-    let mastery_again = daemon.get_raw(&format!("/api/v1/views/mastery?min_position={last}"));
-    let runs_again = daemon.get_raw(&format!("/api/v1/views/algo_runs?min_position={last}"));
+    let mastery_again = daemon.get_ok(&format!("/api/v1/views/mastery?min_position={last}"));
+    let runs_again = daemon.get_ok(&format!("/api/v1/views/algo_runs?min_position={last}"));
     assert_eq!(mastery_again, mastery_live);
     assert_eq!(runs_again, runs_live);
     // The session stays completed after the restart (its state came back from the log).
@@ -622,7 +500,7 @@ fn a_full_session_and_a_challenge_survive_a_restart_and_replay_identically() {
         &json!({ "session_id": session_id, "response": "x" }),
     );
     assert_error(status, &body, 409, "completed");
-    daemon.terminate();
+    stop(daemon);
 
     assert_eq!(replay(&data, "mastery", next - 1), mastery_live);
     assert_eq!(replay(&data, "algo_runs", next - 1), runs_live);

@@ -2,91 +2,13 @@
 //! data directory, three seconds of training and challenges, then the report's
 //! figures and the `--record` lines checked against the log (`tutorlog events`).
 
-use std::{
-    collections::HashMap,
-    net::TcpListener,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, path::Path, process::Command};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tutorlog");
+mod support;
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
-}
-
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(data_dir: &Path, port: u16) -> Daemon {
-        let child = Command::new(BIN)
-            .args(["serve", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("TUTORLOG_LOG", "warn")
-            .env_remove("TUTORLOG_CONFIG")
-            .current_dir(data_dir.parent().expect("parent"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tutorlog serve");
-        let daemon = Daemon { child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if ready(port) {
-                return daemon;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("daemon not ready within 30 s");
-    }
-
-    /// SIGTERM, then wait: the log is closed cleanly before `events` reads it.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                assert!(status.success(), "daemon exit: {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ignored_already_dead = self.child.kill();
-            let _ignored_reaped = self.child.wait();
-        }
-    }
-}
-
-fn ready(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let request = "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    stream.read_to_string(&mut response).is_ok() && response.starts_with("HTTP/1.1 200")
-}
+use support::{blocking::Serve, free_port, BIN};
 
 /// Every event in the log, by position: (stream, event type).
 fn log_events(data_dir: &Path) -> HashMap<u64, (String, String)> {
@@ -118,7 +40,7 @@ fn load_runs_sessions_and_every_recorded_write_is_in_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
     let port = free_port();
-    let daemon = Daemon::start(&data_dir, port);
+    let daemon = Serve::start(&data_dir, port, &[]);
     let report_path = dir.path().join("report.json");
     let record_path = dir.path().join("acks.jsonl");
     let output = Command::new(BIN)
@@ -207,7 +129,8 @@ fn load_runs_sessions_and_every_recorded_write_is_in_the_log() {
         );
     }
 
-    daemon.terminate();
+    let status = daemon.terminate();
+    assert!(status.success(), "daemon exit: {status}");
     let events = log_events(&data_dir);
     let records: Vec<Value> = std::fs::read_to_string(&record_path)
         .expect("record file")

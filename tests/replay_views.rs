@@ -6,11 +6,9 @@
 //! `GET /api/v1/views/{name}`.
 
 use std::{
-    io::{Read, Write},
-    net::TcpListener,
     path::Path,
-    process::{Child, Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Output},
+    time::Duration,
 };
 
 use serde_json::Value;
@@ -31,7 +29,9 @@ use tutorlog_schemas::{
 use tutorlog_store::{EmbeddedStore, EventStore, ExpectedRevision};
 use uuid::Uuid;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tutorlog");
+mod support;
+
+use support::{blocking::Serve, free_port, BIN};
 
 fn id(n: u128) -> Uuid {
     Uuid::from_u128(n)
@@ -557,105 +557,20 @@ async fn replay_prints_every_provider_view_as_the_library_folds_it() {
 
     // The daemon serves the same documents (it appends `config.applied` on start,
     // which these views do not fold, so compare at the daemon's position).
-    let mut daemon = Daemon::start(&data);
+    let mut daemon = Serve::start(&data, free_port(), &[]);
     for view in ["spend", "provider_health", "benchmarks", "routing"] {
-        let live = daemon.get_raw(&format!("/api/v1/views/{view}?min_position={last}"));
+        let live = daemon.get_ok(&format!("/api/v1/views/{view}?min_position={last}"));
         let next = serde_json::from_str::<Value>(&live).expect("json")["next_position"]
             .as_u64()
             .expect("next_position");
-        daemon.assert_running();
+        assert!(daemon.is_running(), "daemon exited");
         let offline = replay_ok(&data, &["--view", view, "--until", &(next - 1).to_string()]);
         assert_eq!(offline, live, "{view}");
     }
-    let (status, body) = daemon.get("/api/v1/views/nope");
+    let (status, body) = daemon.get_text("/api/v1/views/nope");
     assert_eq!(status, 404, "{body}");
     assert!(
         body.contains("routing"),
         "the error lists the views: {body}"
     );
-}
-
-struct Daemon {
-    child: Child,
-    base: String,
-}
-
-impl Daemon {
-    fn start(data_dir: &Path) -> Daemon {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-        let port = listener.local_addr().expect("addr").port();
-        drop(listener);
-        let child = Command::new(BIN)
-            .args(["serve", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("TUTORLOG_LOG", "warn")
-            .env_remove("TUTORLOG_CONFIG")
-            .env_remove("TUTORLOG_STORE")
-            .current_dir(data_dir.parent().expect("parent"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tutorlog serve");
-        let daemon = Daemon {
-            child,
-            base: format!("127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) = daemon.request("/readyz") {
-                return daemon;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("daemon not ready within 30 s");
-    }
-
-    fn assert_running(&mut self) {
-        assert!(
-            self.child.try_wait().expect("try_wait").is_none(),
-            "daemon exited"
-        );
-    }
-
-    fn request(&self, path: &str) -> std::io::Result<(u16, String)> {
-        let mut stream = std::net::TcpStream::connect(&self.base)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.base
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other("no status"))?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        self.request(path).expect("GET")
-    }
-
-    fn get_raw(&self, path: &str) -> String {
-        let (status, body) = self.get(path);
-        assert_eq!(status, 200, "{path}: {body}");
-        body
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ignored_already_dead = self.child.kill();
-            let _ignored_reaped = self.child.wait();
-        }
-    }
 }

@@ -6,9 +6,8 @@
 //! writes too (`input_tokens` alone excludes them), matching OpenAI's
 //! `prompt_tokens`, which includes cached tokens.
 
-use std::{collections::VecDeque, time::Duration};
+use std::collections::VecDeque;
 
-use async_trait::async_trait;
 use reqwest::{header::HeaderName, Url};
 use serde::{Deserialize, Serialize};
 
@@ -18,11 +17,9 @@ use super::{
     sse::Flow,
     vendor_reason,
     wire::{Framing, Reporter, StreamParser},
-    Adapter, Auth, Http,
+    Auth, Http, Vendor,
 };
-use crate::gateway::types::{
-    ChatRequest, ChatResponse, EventStream, ProviderError, StreamEvent, Usage,
-};
+use crate::gateway::types::{ChatRequest, ChatResponse, ProviderError, StreamEvent, Usage};
 
 /// The API version every request pins.
 const VERSION: &str = "2023-06-01";
@@ -31,7 +28,6 @@ const VERSION: &str = "2023-06-01";
 #[derive(Debug)]
 pub(crate) struct Anthropic {
     http: Http,
-    url: Url,
 }
 
 impl Anthropic {
@@ -43,13 +39,13 @@ impl Anthropic {
         let version = (HeaderName::from_static("anthropic-version"), VERSION);
         Ok(Anthropic {
             http: Http::new(
+                endpoint(base, &["v1", "messages"]),
                 "anthropic",
                 key,
                 client,
                 Auth::Header(HeaderName::from_static("x-api-key")),
                 &[version],
             )?,
-            url: endpoint(base, &["v1", "messages"]),
         })
     }
 }
@@ -75,39 +71,6 @@ struct Body<'a> {
 struct Turn<'a> {
     role: &'static str,
     content: &'a str,
-}
-
-fn body(request: &ChatRequest, stream: bool) -> Result<Vec<u8>, serde_json::Error> {
-    let system: Vec<&str> = request
-        .messages
-        .iter()
-        .filter(|m| m.role == "system")
-        .map(|m| m.content.as_str())
-        .collect();
-    let messages = request
-        .messages
-        .iter()
-        .filter(|m| m.role != "system")
-        .map(|m| Turn {
-            // The API knows only these two; a tool or function turn is input.
-            role: if m.role == "assistant" {
-                "assistant"
-            } else {
-                "user"
-            },
-            content: &m.content,
-        })
-        .collect();
-    serde_json::to_vec(&Body {
-        model: &request.model,
-        max_tokens: request.max_tokens,
-        messages,
-        system: (!system.is_empty()).then(|| system.join("\n\n")),
-        temperature: request.temperature,
-        top_p: request.top_p,
-        stop_sequences: &request.stop,
-        stream,
-    })
 }
 
 /// `stop_reason` in OpenAI's terms.
@@ -164,33 +127,6 @@ impl WireUsage {
     }
 }
 
-fn parse(
-    bytes: &[u8],
-    request: &ChatRequest,
-    reporter: &Reporter,
-) -> Result<ChatResponse, ProviderError> {
-    let message: Message = reporter.json("the answer", bytes)?;
-    let content = message
-        .content
-        .iter()
-        .filter(|b| b.kind == "text")
-        .filter_map(|b| b.text.as_deref())
-        .collect::<String>();
-    Ok(ChatResponse {
-        model: if message.model.is_empty() {
-            request.model.clone()
-        } else {
-            message.model
-        },
-        content,
-        finish_reason: message.stop_reason.as_deref().map(finish_reason),
-        usage: message.usage.map(|u| Usage {
-            input_tokens: u.input().unwrap_or(0),
-            output_tokens: u.output_tokens.unwrap_or(0),
-        }),
-    })
-}
-
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Event {
@@ -242,7 +178,7 @@ struct MessageDelta {
 
 /// message_start, content_block_*, message_delta, message_stop; `error` and
 /// `ping` may come anywhere.
-struct Parser {
+pub(crate) struct Parser {
     reporter: Reporter,
     input_tokens: u64,
     output_tokens: u64,
@@ -330,39 +266,81 @@ impl StreamParser for Parser {
     }
 }
 
-#[async_trait]
-impl Adapter for Anthropic {
-    async fn complete(
-        &self,
-        request: &ChatRequest,
-        timeout: Duration,
-    ) -> Result<ChatResponse, ProviderError> {
-        let bytes = self
-            .http
-            .complete(self.url.clone(), body(request, false), timeout)
-            .await?;
-        parse(&bytes, request, self.http.reporter())
+impl Vendor for Anthropic {
+    type Parser = Parser;
+    const FRAMING: Framing = Framing::Sse;
+
+    fn http(&self) -> &Http {
+        &self.http
     }
 
-    async fn stream(
-        &self,
-        request: &ChatRequest,
-        timeout: Duration,
-    ) -> Result<EventStream, ProviderError> {
-        self.http
-            .stream(
-                self.url.clone(),
-                body(request, true),
-                timeout,
-                Framing::Sse,
-                |reporter| Parser {
-                    reporter,
-                    input_tokens: 0,
-                    output_tokens: 0,
-                    usage_seen: false,
+    fn body(request: &ChatRequest, stream: bool) -> Result<Vec<u8>, serde_json::Error> {
+        let system: Vec<&str> = request
+            .messages
+            .iter()
+            .filter(|m| m.role == "system")
+            .map(|m| m.content.as_str())
+            .collect();
+        let messages = request
+            .messages
+            .iter()
+            .filter(|m| m.role != "system")
+            .map(|m| Turn {
+                // The API knows only these two; a tool or function turn is input.
+                role: if m.role == "assistant" {
+                    "assistant"
+                } else {
+                    "user"
                 },
-            )
-            .await
+                content: &m.content,
+            })
+            .collect();
+        serde_json::to_vec(&Body {
+            model: &request.model,
+            max_tokens: request.max_tokens,
+            messages,
+            system: (!system.is_empty()).then(|| system.join("\n\n")),
+            temperature: request.temperature,
+            top_p: request.top_p,
+            stop_sequences: &request.stop,
+            stream,
+        })
+    }
+
+    fn parse(
+        bytes: &[u8],
+        request: &ChatRequest,
+        reporter: &Reporter,
+    ) -> Result<ChatResponse, ProviderError> {
+        let message: Message = reporter.json("the answer", bytes)?;
+        let content = message
+            .content
+            .iter()
+            .filter(|b| b.kind == "text")
+            .filter_map(|b| b.text.as_deref())
+            .collect::<String>();
+        Ok(ChatResponse {
+            model: if message.model.is_empty() {
+                request.model.clone()
+            } else {
+                message.model
+            },
+            content,
+            finish_reason: message.stop_reason.as_deref().map(finish_reason),
+            usage: message.usage.map(|u| Usage {
+                input_tokens: u.input().unwrap_or(0),
+                output_tokens: u.output_tokens.unwrap_or(0),
+            }),
+        })
+    }
+
+    fn parser(reporter: Reporter) -> Parser {
+        Parser {
+            reporter,
+            input_tokens: 0,
+            output_tokens: 0,
+            usage_seen: false,
+        }
     }
 }
 
@@ -551,7 +529,12 @@ mod tests {
             protocol: "anthropic",
             key: super::ApiKey::default(),
         };
-        let answer = super::parse(body, &fixtures::request("m"), &reporter).expect("parses");
+        let answer = <super::Anthropic as super::super::Vendor>::parse(
+            body,
+            &fixtures::request("m"),
+            &reporter,
+        )
+        .expect("parses");
         assert_eq!(answer.content, "ab");
         assert_eq!(answer.finish_reason.as_deref(), Some("length"));
         assert_eq!(

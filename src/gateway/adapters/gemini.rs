@@ -6,9 +6,8 @@
 //! `finishReason`, so a body that ends before one is truncated. Output usage
 //! includes `thoughtsTokenCount`: thinking tokens are billed as output.
 
-use std::{collections::VecDeque, time::Duration};
+use std::collections::VecDeque;
 
-use async_trait::async_trait;
 use reqwest::{header::HeaderName, Url};
 use serde::{de::IgnoredAny, Deserialize, Serialize};
 
@@ -18,17 +17,14 @@ use super::{
     sse::Flow,
     vendor_reason,
     wire::{Framing, Reporter, StreamParser},
-    Adapter, Auth, Http,
+    Auth, Http, Vendor,
 };
-use crate::gateway::types::{
-    ChatRequest, ChatResponse, EventStream, ProviderError, StreamEvent, Usage,
-};
+use crate::gateway::types::{ChatRequest, ChatResponse, ProviderError, StreamEvent, Usage};
 
 /// A Gemini provider.
 #[derive(Debug)]
 pub(crate) struct Gemini {
     http: Http,
-    base: Url,
 }
 
 impl Gemini {
@@ -39,17 +35,17 @@ impl Gemini {
     ) -> Result<Gemini, &'static str> {
         Ok(Gemini {
             http: Http::new(
+                base.clone(),
                 "gemini",
                 key,
                 client,
                 Auth::Header(HeaderName::from_static("x-goog-api-key")),
                 &[],
             )?,
-            base: base.clone(),
         })
     }
 
-    fn url(&self, model: &str, stream: bool) -> Url {
+    fn endpoint_for(&self, model: &str, stream: bool) -> Url {
         // Google's own names are `models/{id}`; accept both spellings.
         let model = model.strip_prefix("models/").unwrap_or(model);
         let method = if stream {
@@ -58,7 +54,7 @@ impl Gemini {
             "generateContent"
         };
         let mut url = endpoint(
-            &self.base,
+            &self.http.endpoint,
             &["v1beta", "models", &format!("{model}:{method}")],
         );
         if stream {
@@ -103,38 +99,6 @@ struct GenerationConfig<'a> {
     top_p: Option<f64>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop_sequences: &'a [String],
-}
-
-fn body(request: &ChatRequest) -> Result<Vec<u8>, serde_json::Error> {
-    let system: Vec<Part<'_>> = request
-        .messages
-        .iter()
-        .filter(|m| m.role == "system")
-        .map(|m| Part { text: &m.content })
-        .collect();
-    let contents = request
-        .messages
-        .iter()
-        .filter(|m| m.role != "system")
-        .map(|m| Content {
-            role: if m.role == "assistant" {
-                "model"
-            } else {
-                "user"
-            },
-            parts: [Part { text: &m.content }],
-        })
-        .collect();
-    serde_json::to_vec(&Body {
-        contents,
-        system_instruction: (!system.is_empty()).then_some(SystemInstruction { parts: system }),
-        generation_config: GenerationConfig {
-            max_output_tokens: request.max_tokens,
-            temperature: request.temperature,
-            top_p: request.top_p,
-            stop_sequences: &request.stop,
-        },
-    })
 }
 
 /// `finishReason` in OpenAI's terms.
@@ -246,30 +210,9 @@ impl Response {
     }
 }
 
-fn parse(
-    bytes: &[u8],
-    request: &ChatRequest,
-    reporter: &Reporter,
-) -> Result<ChatResponse, ProviderError> {
-    let response: Response = reporter.json("the answer", bytes)?;
-    let finish = response.finish();
-    if response.candidates.is_empty() && finish.is_none() {
-        return Err(reporter.undecodable("the answer", "no candidates"));
-    }
-    Ok(ChatResponse {
-        model: response
-            .model_version
-            .clone()
-            .unwrap_or_else(|| request.model.clone()),
-        content: response.text(),
-        finish_reason: finish,
-        usage: response.usage_metadata.map(Usage::from),
-    })
-}
-
 /// `data: {GenerateContentResponse}` per chunk; usage is cumulative, so only
 /// the last one counts, reported once the body has ended.
-struct Parser {
+pub(crate) struct Parser {
     reporter: Reporter,
     finished: bool,
     usage: Option<UsageMetadata>,
@@ -313,38 +256,77 @@ impl StreamParser for Parser {
     }
 }
 
-#[async_trait]
-impl Adapter for Gemini {
-    async fn complete(
-        &self,
-        request: &ChatRequest,
-        timeout: Duration,
-    ) -> Result<ChatResponse, ProviderError> {
-        let bytes = self
-            .http
-            .complete(self.url(&request.model, false), body(request), timeout)
-            .await?;
-        parse(&bytes, request, self.http.reporter())
+impl Vendor for Gemini {
+    type Parser = Parser;
+    const FRAMING: Framing = Framing::Sse;
+
+    fn http(&self) -> &Http {
+        &self.http
     }
 
-    async fn stream(
-        &self,
-        request: &ChatRequest,
-        timeout: Duration,
-    ) -> Result<EventStream, ProviderError> {
-        self.http
-            .stream(
-                self.url(&request.model, true),
-                body(request),
-                timeout,
-                Framing::Sse,
-                |reporter| Parser {
-                    reporter,
-                    finished: false,
-                    usage: None,
+    fn url(&self, request: &ChatRequest, stream: bool) -> Url {
+        self.endpoint_for(&request.model, stream)
+    }
+
+    fn body(request: &ChatRequest, _stream: bool) -> Result<Vec<u8>, serde_json::Error> {
+        let system: Vec<Part<'_>> = request
+            .messages
+            .iter()
+            .filter(|m| m.role == "system")
+            .map(|m| Part { text: &m.content })
+            .collect();
+        let contents = request
+            .messages
+            .iter()
+            .filter(|m| m.role != "system")
+            .map(|m| Content {
+                role: if m.role == "assistant" {
+                    "model"
+                } else {
+                    "user"
                 },
-            )
-            .await
+                parts: [Part { text: &m.content }],
+            })
+            .collect();
+        serde_json::to_vec(&Body {
+            contents,
+            system_instruction: (!system.is_empty()).then_some(SystemInstruction { parts: system }),
+            generation_config: GenerationConfig {
+                max_output_tokens: request.max_tokens,
+                temperature: request.temperature,
+                top_p: request.top_p,
+                stop_sequences: &request.stop,
+            },
+        })
+    }
+
+    fn parse(
+        bytes: &[u8],
+        request: &ChatRequest,
+        reporter: &Reporter,
+    ) -> Result<ChatResponse, ProviderError> {
+        let response: Response = reporter.json("the answer", bytes)?;
+        let finish = response.finish();
+        if response.candidates.is_empty() && finish.is_none() {
+            return Err(reporter.undecodable("the answer", "no candidates"));
+        }
+        Ok(ChatResponse {
+            model: response
+                .model_version
+                .clone()
+                .unwrap_or_else(|| request.model.clone()),
+            content: response.text(),
+            finish_reason: finish,
+            usage: response.usage_metadata.map(Usage::from),
+        })
+    }
+
+    fn parser(reporter: Reporter) -> Parser {
+        Parser {
+            reporter,
+            finished: false,
+            usage: None,
+        }
     }
 }
 

@@ -54,6 +54,64 @@ pub trait Adapter: Send + Sync + Debug {
     ) -> Result<EventStream, ProviderError>;
 }
 
+/// What sets one vendor's API apart from the others. Each vendor module
+/// implements this; [`Adapter`] comes from the one impl below, so sending,
+/// deadlines and stream framing are written once for all of them.
+pub(crate) trait Vendor: Send + Sync + Debug {
+    /// Decoder of this vendor's streamed answers.
+    type Parser: wire::StreamParser;
+    /// How this vendor frames a streamed answer.
+    const FRAMING: wire::Framing;
+    /// The provider's HTTP side.
+    fn http(&self) -> &Http;
+    /// Where `request` goes: the endpoint given to [`Http::new`], unless the
+    /// vendor puts the model or the mode in the URL.
+    fn url(&self, _request: &ChatRequest, _stream: bool) -> Url {
+        self.http().endpoint.clone()
+    }
+    /// The request body in the vendor's dialect.
+    fn body(request: &ChatRequest, stream: bool) -> Result<Vec<u8>, serde_json::Error>;
+    /// A whole (non-streamed) answer.
+    fn parse(
+        bytes: &[u8],
+        request: &ChatRequest,
+        reporter: &wire::Reporter,
+    ) -> Result<ChatResponse, ProviderError>;
+    /// A fresh parser for one streamed answer.
+    fn parser(reporter: wire::Reporter) -> Self::Parser;
+}
+
+#[async_trait]
+impl<V: Vendor> Adapter for V {
+    async fn complete(
+        &self,
+        request: &ChatRequest,
+        timeout: Duration,
+    ) -> Result<ChatResponse, ProviderError> {
+        let http = self.http();
+        let bytes = http
+            .complete(self.url(request, false), V::body(request, false), timeout)
+            .await?;
+        V::parse(&bytes, request, http.reporter())
+    }
+
+    async fn stream(
+        &self,
+        request: &ChatRequest,
+        timeout: Duration,
+    ) -> Result<EventStream, ProviderError> {
+        self.http()
+            .stream(
+                self.url(request, true),
+                V::body(request, true),
+                timeout,
+                V::FRAMING,
+                V::parser,
+            )
+            .await
+    }
+}
+
 /// Why an adapter could not be built from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
@@ -224,6 +282,8 @@ pub fn http_client() -> reqwest::Client {
 /// `Debug` shows `Sensitive`), and failure reporting.
 #[derive(Debug)]
 pub(crate) struct Http {
+    /// Where requests go (for Gemini, the base its per-model URLs start from).
+    endpoint: Url,
     client: reqwest::Client,
     headers: HeaderMap,
     reporter: wire::Reporter,
@@ -232,6 +292,7 @@ pub(crate) struct Http {
 impl Http {
     /// `auth` names the header carrying the key and how to spell its value.
     pub(crate) fn new(
+        endpoint: Url,
         protocol: &'static str,
         key: classify::ApiKey,
         client: reqwest::Client,
@@ -254,6 +315,7 @@ impl Http {
             headers.insert(name, value);
         }
         Ok(Http {
+            endpoint,
             client,
             headers,
             reporter: wire::Reporter { protocol, key },

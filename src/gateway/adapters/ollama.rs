@@ -5,9 +5,8 @@
 //! final object, the one with `done: true`. A key, when set, goes as a bearer
 //! token (Ollama's cloud and authenticating proxies take it that way).
 
-use std::{collections::VecDeque, time::Duration};
+use std::collections::VecDeque;
 
-use async_trait::async_trait;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
@@ -17,17 +16,16 @@ use super::{
     sse::Flow,
     vendor_reason,
     wire::{Framing, Reporter, StreamParser},
-    Adapter, Auth, Http,
+    Auth, Http, Vendor,
 };
 use crate::gateway::types::{
-    ChatMessage, ChatRequest, ChatResponse, EventStream, ProviderError, StreamEvent, Usage,
+    ChatMessage, ChatRequest, ChatResponse, ProviderError, StreamEvent, Usage,
 };
 
 /// An Ollama server.
 #[derive(Debug)]
 pub(crate) struct Ollama {
     http: Http,
-    url: Url,
 }
 
 impl Ollama {
@@ -37,8 +35,14 @@ impl Ollama {
         client: reqwest::Client,
     ) -> Result<Ollama, &'static str> {
         Ok(Ollama {
-            http: Http::new("ollama", key, client, Auth::Bearer, &[])?,
-            url: endpoint(base, &["api", "chat"]),
+            http: Http::new(
+                endpoint(base, &["api", "chat"]),
+                "ollama",
+                key,
+                client,
+                Auth::Bearer,
+                &[],
+            )?,
         })
     }
 }
@@ -60,20 +64,6 @@ struct Options<'a> {
     top_p: Option<f64>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
-}
-
-fn body(request: &ChatRequest, stream: bool) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&Body {
-        model: &request.model,
-        messages: &request.messages,
-        stream,
-        options: Options {
-            num_predict: request.max_tokens,
-            temperature: request.temperature,
-            top_p: request.top_p,
-            stop: &request.stop,
-        },
-    })
 }
 
 /// `done_reason` in OpenAI's terms (`stop` and `length` already are).
@@ -117,32 +107,8 @@ impl Chat {
     }
 }
 
-fn parse(
-    bytes: &[u8],
-    request: &ChatRequest,
-    reporter: &Reporter,
-) -> Result<ChatResponse, ProviderError> {
-    let chat: Chat = reporter.json("the answer", bytes)?;
-    if chat.error.is_some() {
-        return Err(reporter.error(Failure::InStream {
-            body: &String::from_utf8_lossy(bytes),
-        }));
-    }
-    let usage = chat.usage();
-    Ok(ChatResponse {
-        model: if chat.model.is_empty() {
-            request.model.clone()
-        } else {
-            chat.model
-        },
-        content: chat.message.map(|m| m.content).unwrap_or_default(),
-        finish_reason: chat.done_reason.as_deref().map(finish_reason),
-        usage,
-    })
-}
-
 /// One object per line until `done: true`.
-struct Parser {
+pub(crate) struct Parser {
     reporter: Reporter,
 }
 
@@ -181,34 +147,54 @@ impl StreamParser for Parser {
     }
 }
 
-#[async_trait]
-impl Adapter for Ollama {
-    async fn complete(
-        &self,
-        request: &ChatRequest,
-        timeout: Duration,
-    ) -> Result<ChatResponse, ProviderError> {
-        let bytes = self
-            .http
-            .complete(self.url.clone(), body(request, false), timeout)
-            .await?;
-        parse(&bytes, request, self.http.reporter())
+impl Vendor for Ollama {
+    type Parser = Parser;
+    const FRAMING: Framing = Framing::Ndjson;
+
+    fn http(&self) -> &Http {
+        &self.http
     }
 
-    async fn stream(
-        &self,
+    fn body(request: &ChatRequest, stream: bool) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&Body {
+            model: &request.model,
+            messages: &request.messages,
+            stream,
+            options: Options {
+                num_predict: request.max_tokens,
+                temperature: request.temperature,
+                top_p: request.top_p,
+                stop: &request.stop,
+            },
+        })
+    }
+
+    fn parse(
+        bytes: &[u8],
         request: &ChatRequest,
-        timeout: Duration,
-    ) -> Result<EventStream, ProviderError> {
-        self.http
-            .stream(
-                self.url.clone(),
-                body(request, true),
-                timeout,
-                Framing::Ndjson,
-                |reporter| Parser { reporter },
-            )
-            .await
+        reporter: &Reporter,
+    ) -> Result<ChatResponse, ProviderError> {
+        let chat: Chat = reporter.json("the answer", bytes)?;
+        if chat.error.is_some() {
+            return Err(reporter.error(Failure::InStream {
+                body: &String::from_utf8_lossy(bytes),
+            }));
+        }
+        let usage = chat.usage();
+        Ok(ChatResponse {
+            model: if chat.model.is_empty() {
+                request.model.clone()
+            } else {
+                chat.model
+            },
+            content: chat.message.map(|m| m.content).unwrap_or_default(),
+            finish_reason: chat.done_reason.as_deref().map(finish_reason),
+            usage,
+        })
+    }
+
+    fn parser(reporter: Reporter) -> Parser {
+        Parser { reporter }
     }
 }
 

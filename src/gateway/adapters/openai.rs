@@ -6,9 +6,8 @@
 //! `stream_options.include_usage`, so the last chunk before `[DONE]` carries the
 //! usage with an empty `choices`.
 
-use std::{collections::VecDeque, time::Duration};
+use std::collections::VecDeque;
 
-use async_trait::async_trait;
 use reqwest::Url;
 use serde::{de::IgnoredAny, Deserialize, Serialize};
 
@@ -17,17 +16,16 @@ use super::{
     endpoint,
     sse::Flow,
     wire::{Framing, Reporter, StreamParser},
-    Adapter, Auth, Http,
+    Auth, Http, Vendor,
 };
 use crate::gateway::types::{
-    ChatMessage, ChatRequest, ChatResponse, EventStream, ProviderError, StreamEvent, Usage,
+    ChatMessage, ChatRequest, ChatResponse, ProviderError, StreamEvent, Usage,
 };
 
 /// An OpenAI-compatible provider.
 #[derive(Debug)]
 pub(crate) struct OpenAi {
     http: Http,
-    url: Url,
 }
 
 impl OpenAi {
@@ -39,8 +37,14 @@ impl OpenAi {
         client: reqwest::Client,
     ) -> Result<OpenAi, &'static str> {
         Ok(OpenAi {
-            http: Http::new(protocol, key, client, Auth::Bearer, &[])?,
-            url: endpoint(base, &["chat", "completions"]),
+            http: Http::new(
+                endpoint(base, &["chat", "completions"]),
+                protocol,
+                key,
+                client,
+                Auth::Bearer,
+                &[],
+            )?,
         })
     }
 }
@@ -64,21 +68,6 @@ struct Body<'a> {
 #[derive(Serialize)]
 struct StreamOptions {
     include_usage: bool,
-}
-
-fn body(request: &ChatRequest, stream: bool) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(&Body {
-        model: &request.model,
-        messages: &request.messages,
-        max_tokens: request.max_tokens,
-        temperature: request.temperature,
-        top_p: request.top_p,
-        stop: &request.stop,
-        stream,
-        stream_options: stream.then_some(StreamOptions {
-            include_usage: true,
-        }),
-    })
 }
 
 #[derive(Deserialize)]
@@ -126,32 +115,6 @@ impl From<WireUsage> for Usage {
     }
 }
 
-fn parse(
-    bytes: &[u8],
-    request: &ChatRequest,
-    reporter: &Reporter,
-) -> Result<ChatResponse, ProviderError> {
-    let completion: Completion = reporter.json("the answer", bytes)?;
-    if completion.error.is_some() {
-        return Err(reporter.error(Failure::InStream {
-            body: &String::from_utf8_lossy(bytes),
-        }));
-    }
-    let Some(choice) = completion.choices.into_iter().next() else {
-        return Err(reporter.undecodable("the answer", "no choices"));
-    };
-    Ok(ChatResponse {
-        model: if completion.model.is_empty() {
-            request.model.clone()
-        } else {
-            completion.model
-        },
-        content: choice.message.and_then(|m| m.content).unwrap_or_default(),
-        finish_reason: choice.finish_reason,
-        usage: completion.usage.map(Usage::from),
-    })
-}
-
 #[derive(Deserialize)]
 struct Chunk {
     #[serde(default)]
@@ -179,7 +142,7 @@ struct Delta {
 }
 
 /// `data: {chunk}` ... `data: [DONE]`.
-struct Parser {
+pub(crate) struct Parser {
     reporter: Reporter,
 }
 
@@ -220,34 +183,57 @@ impl StreamParser for Parser {
     }
 }
 
-#[async_trait]
-impl Adapter for OpenAi {
-    async fn complete(
-        &self,
-        request: &ChatRequest,
-        timeout: Duration,
-    ) -> Result<ChatResponse, ProviderError> {
-        let bytes = self
-            .http
-            .complete(self.url.clone(), body(request, false), timeout)
-            .await?;
-        parse(&bytes, request, self.http.reporter())
+impl Vendor for OpenAi {
+    type Parser = Parser;
+    const FRAMING: Framing = Framing::Sse;
+
+    fn http(&self) -> &Http {
+        &self.http
     }
 
-    async fn stream(
-        &self,
+    fn body(request: &ChatRequest, stream: bool) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&Body {
+            model: &request.model,
+            messages: &request.messages,
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
+            top_p: request.top_p,
+            stop: &request.stop,
+            stream,
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+        })
+    }
+
+    fn parse(
+        bytes: &[u8],
         request: &ChatRequest,
-        timeout: Duration,
-    ) -> Result<EventStream, ProviderError> {
-        self.http
-            .stream(
-                self.url.clone(),
-                body(request, true),
-                timeout,
-                Framing::Sse,
-                |reporter| Parser { reporter },
-            )
-            .await
+        reporter: &Reporter,
+    ) -> Result<ChatResponse, ProviderError> {
+        let completion: Completion = reporter.json("the answer", bytes)?;
+        if completion.error.is_some() {
+            return Err(reporter.error(Failure::InStream {
+                body: &String::from_utf8_lossy(bytes),
+            }));
+        }
+        let Some(choice) = completion.choices.into_iter().next() else {
+            return Err(reporter.undecodable("the answer", "no choices"));
+        };
+        Ok(ChatResponse {
+            model: if completion.model.is_empty() {
+                request.model.clone()
+            } else {
+                completion.model
+            },
+            content: choice.message.and_then(|m| m.content).unwrap_or_default(),
+            finish_reason: choice.finish_reason,
+            usage: completion.usage.map(Usage::from),
+        })
+    }
+
+    fn parser(reporter: Reporter) -> Parser {
+        Parser { reporter }
     }
 }
 
