@@ -6,6 +6,12 @@
 
 mod support;
 
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
 use serde_json::{json, Value};
 use support::{client, gateway_toml, mock_provider_toml, Daemon, Mock, ADMIN_TOKEN, API_KEY};
 
@@ -192,5 +198,100 @@ async fn client_mistakes_schemathesis_found_answer_400_and_the_document_matches(
         stream["$ref"], "#/components/schemas/ChunkEvent",
         "{stream}"
     );
+    daemon.stop();
+}
+
+/// Headless Chromium, or `None` (after saying so) where it is not installed;
+/// `TUTORLOG_E2E_REQUIRE_CHROMIUM=1` (CI, as for the dashboard test) makes a
+/// missing browser a failure.
+fn chromium_or_skip() -> Option<PathBuf> {
+    let found = std::env::var_os("TUTORLOG_E2E_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .flat_map(|dir| [dir.join("chromium"), dir.join("chromium-browser")])
+                .find(|candidate| candidate.is_file())
+        });
+    if found.is_none() {
+        let message = "skipped: chromium not found (apt-get install chromium)";
+        assert!(
+            std::env::var("TUTORLOG_E2E_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
+            "TUTORLOG_E2E_REQUIRE_CHROMIUM=1 but {message}"
+        );
+        eprintln!("{message}");
+    }
+    found
+}
+
+/// The explorer renders the whole document in a real browser, with nothing but
+/// the daemon to load from (these machines have no route to a CDN, so a page
+/// that needed one would render no operation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explorer_renders_every_operation_in_headless_chromium() {
+    let Some(browser) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path(), "").await;
+    let (_, document) = daemon.get("/openapi.json").await;
+    let paths: Vec<String> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .cloned()
+        .collect();
+    let url = format!("{}/docs/", daemon.url);
+    let dom = tokio::task::spawn_blocking(move || {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let dom_path = profile.path().join("dom.html");
+        // The flags this machine needs: no sandbox (root in a container), no
+        // GPU, no background networking (the network is closed).
+        let mut child = Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--disable-extensions",
+                "--virtual-time-budget=8000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            // A file, not a pipe: the DOM is larger than a pipe's buffer, and
+            // nothing reads the pipe while this waits.
+            .stdout(std::fs::File::create(&dom_path).expect("dom file"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromium");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _killed = child.kill();
+                let _reaped = child.wait();
+                panic!("chromium did not finish within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(status.success(), "chromium exited {status}");
+        std::fs::read_to_string(&dom_path).expect("the dumped DOM")
+    })
+    .await
+    .expect("chromium task");
+    for path in &paths {
+        assert!(
+            dom.contains(&format!("data-path=\"{path}\"")),
+            "the explorer does not show {path}"
+        );
+    }
     daemon.stop();
 }
