@@ -501,18 +501,32 @@ async fn budgets_prices_and_priorities_reload_without_a_restart() {
     }
     assert_eq!(total, json!(7.0));
 
-    // Each applied reload is a config.applied event naming its changes.
-    let events = daemon.tool(&["events", "--stream", "config"]);
-    let applied: Vec<Value> = events
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .collect();
+    // Each applied reload is a config.applied event naming its changes, and a
+    // budget.limit.changed on the provider's budget stream. The SIGHUP's events
+    // may land a moment after the budget above shows 7 (its status is published
+    // as decided), so wait for them, bounded.
+    let mut applied: Vec<Value> = Vec::new();
+    let mut limits = 0;
+    for _ in 0..100 {
+        applied = daemon
+            .tool(&["events", "--stream", "config"])
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .collect();
+        limits = daemon
+            .tool(&["events", "--stream", "budget-paid"])
+            .matches("budget.limit.changed")
+            .count();
+        if applied.len() >= 3 && limits >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(applied.len(), 3, "start + two reloads");
     assert_eq!(
         applied[1]["payload"]["changes"],
         json!(["providers[0].monthly_budget_usd", "providers[0].priority"])
     );
-    let limits = daemon.tool(&["events", "--stream", "budget-paid"]);
-    assert_eq!(limits.matches("budget.limit.changed").count(), 3);
+    assert_eq!(limits, 3);
     daemon.stop();
 }
