@@ -441,3 +441,51 @@ proptest! {
         run_ops(ops, true)?;
     }
 }
+
+/// Where a large checkpoint's load time goes (ignored: `TUTORLOG_LOG_DIR=<data>/log
+/// cargo test -p tutorlog-store --release --lib checkpoint_load_timing -- --ignored
+/// --nocapture`).
+#[test]
+#[ignore = "needs TUTORLOG_LOG_DIR; a timing, not a check"]
+fn checkpoint_load_timing() {
+    let Some(dir) = std::env::var_os("TUTORLOG_LOG_DIR") else {
+        eprintln!("TUTORLOG_LOG_DIR not set");
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let files = segment_files(&dir);
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let bytes = std::fs::read(dir.join(CHECKPOINT_FILE_NAME)).expect("read");
+        let read = started.elapsed();
+        let started = std::time::Instant::now();
+        let header = decode_header(&bytes).expect("header");
+        let crc = started.elapsed();
+        let [segments_bytes, locations_bytes, _] = header.sections;
+        let body = &bytes[HEADER_BYTES..];
+        let (segments_section, rest) = body.split_at(segments_bytes);
+        let (locations_section, streams_section) = rest.split_at(locations_bytes);
+        let segments = decode_segments(segments_section, &header).expect("segments");
+        let started = std::time::Instant::now();
+        let locations =
+            decode_locations(locations_section, &segments, header.record_count).expect("loc");
+        let locations_time = started.elapsed();
+        let started = std::time::Instant::now();
+        let streams = decode_streams(streams_section, header.record_count, header.stream_count)
+            .expect("streams");
+        let streams_time = started.elapsed();
+        let started = std::time::Instant::now();
+        let loaded = decode(&bytes).expect("decode");
+        let decode_time = started.elapsed();
+        let started = std::time::Instant::now();
+        check_files(&loaded, &files).expect("files");
+        let check_time = started.elapsed();
+        let started = std::time::Instant::now();
+        drop((loaded, locations, streams));
+        eprintln!(
+            "{} bytes: read {read:?}, header+crc {crc:?}, locations {locations_time:?}, streams {streams_time:?}, decode (both, 2 threads) {decode_time:?}, check files {check_time:?}, drop {:?}",
+            bytes.len(),
+            started.elapsed()
+        );
+    }
+}
