@@ -287,11 +287,46 @@ fn array<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
 
 /// Decodes and checks a snapshot file written for projection `name` at
 /// `projection_version`.
+#[cfg(test)]
 pub(crate) fn decode(
     name: &str,
     projection_version: u32,
     bytes: &[u8],
 ) -> Result<Snapshot, Rejected> {
+    let (meta, model_start) = check(name, projection_version, bytes)?;
+    Ok(Snapshot {
+        projection_version: meta.projection_version,
+        next_position: meta.next_position,
+        last_event_id: meta.last_event_id,
+        model_json: bytes[model_start..].to_vec(),
+    })
+}
+
+/// [`decode`] of a file read whole, keeping its buffer: the model bytes are moved
+/// to the front instead of copied (a large snapshot is not held twice on the
+/// restart path).
+pub(crate) fn decode_owned(
+    name: &str,
+    projection_version: u32,
+    mut bytes: Vec<u8>,
+) -> Result<Snapshot, Rejected> {
+    let (meta, model_start) = check(name, projection_version, &bytes)?;
+    bytes.drain(..model_start);
+    Ok(Snapshot {
+        projection_version: meta.projection_version,
+        next_position: meta.next_position,
+        last_event_id: meta.last_event_id,
+        model_json: bytes,
+    })
+}
+
+/// Every check of a snapshot file; returns its header fields and where the model
+/// starts.
+fn check(
+    name: &str,
+    projection_version: u32,
+    bytes: &[u8],
+) -> Result<(SnapshotMeta, usize), Rejected> {
     if bytes.len() < HEADER_BYTES {
         return Err(Rejected::Short(bytes.len()));
     }
@@ -339,12 +374,12 @@ pub(crate) fn decode(
             current: projection_version,
         });
     }
-    Ok(Snapshot {
+    let meta = SnapshotMeta {
         projection_version: stored_version,
         next_position: u64::from_le_bytes(array(bytes, 16)),
         last_event_id: array(bytes, 24),
-        model_json: bytes[name_end..].to_vec(),
-    })
+    };
+    Ok((meta, name_end))
 }
 
 /// Reads `name`'s snapshot file: `Ok(None)` when there is none. Files larger than
@@ -405,6 +440,7 @@ mod tests {
     fn round_trips() {
         let bytes = encode("demo", &sample()).expect("encode");
         assert_eq!(decode("demo", 3, &bytes), Ok(sample()));
+        assert_eq!(decode_owned("demo", 3, bytes), Ok(sample()));
     }
 
     #[test]
