@@ -57,7 +57,10 @@ mod tests {
         }
         // SAFETY: as in `purge_freed_memory_at_once`; reading an option is a load.
         let before = unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) };
-        assert!(before == 1000 || before == 10, "purge delay default {before}");
+        assert!(
+            before == 1000 || before == 10,
+            "purge delay default {before}"
+        );
         purge_freed_memory_at_once();
         // SAFETY: as above.
         assert_eq!(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }, 0);
