@@ -5,6 +5,7 @@
 # traffic on top (BENCHMARKS.md, "Scale").
 #
 #   benches/scale/learners_direct.sh [LEARNERS] [OUT]      # default 1000000
+#   BUILD_ONLY=1 benches/scale/learners_direct.sh          # only build the log
 #
 # Why not `tutorlog load --sessions 1000000` (benches/scale/learners.sh): on the
 # shared 2-core machine the daemon serves ~2,500 requests/s, so the 6 M requests
@@ -48,10 +49,17 @@ if [ ! -d "$OUT/template/log" ]; then
         >"$OUT/template-load.txt" 2>&1
     stop_daemon "$DAEMON_PID"
 fi
-if [ ! -d "$OUT/data/log" ]; then
+# build.txt is written only when the build finished: a log left by an
+# interrupted build is not mistaken for a complete one.
+if [ ! -f "$OUT/build.txt" ]; then
+    rm -rf "$OUT/data"
     "$BUILDER" build --template "$OUT/template" --out "$OUT/data" \
-        --copies $((LEARNERS / TEMPLATE_LEARNERS)) >>"$OUT/summary.txt" 2>"$OUT/build.log"
+        --copies $((LEARNERS / TEMPLATE_LEARNERS)) >"$OUT/build.txt.part" 2>"$OUT/build.log"
+    mv "$OUT/build.txt.part" "$OUT/build.txt"
 fi
+cat "$OUT/build.txt" >>"$OUT/summary.txt"
+# BUILD_ONLY=1: stop here (build the log ahead of a later measuring run).
+[ -z "${BUILD_ONLY:-}" ] || exit 0
 echo "log on disk: $(du -sm "$OUT/data/log" | cut -f1) MiB" >>"$OUT/summary.txt"
 
 serve() {

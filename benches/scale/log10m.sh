@@ -2,7 +2,7 @@
 # Goal (d): a 10,000,000-event log; replay rate and restart-to-ready of the real
 # `tutorlog serve` (BENCHMARKS.md, "Scale").
 #
-#   benches/scale/log10m.sh [EVENTS] [OUT]
+#   benches/scale/log10m.sh [EVENTS] [OUT]     # OPEN_REPEAT=1: one timing of each open, not 3
 #
 # 1. template: a release daemon with the mock provider under `tutorlog load` (mix
 #    6:2:2: training, challenges, gateway chat) for 60 s; its log is the template;
@@ -69,7 +69,7 @@ if [ ! -d "$OUT/data/log" ]; then
         >>"$OUT/summary.txt" 2>"$OUT/build.log"
 fi
 echo "log on disk: $(du -sm "$OUT/data/log" | cut -f1) MiB" >>"$OUT/summary.txt"
-"$BUILDER" open --dir "$OUT/data" --repeat 3 >>"$OUT/summary.txt" 2>"$OUT/open.log"
+"$BUILDER" open --dir "$OUT/data" --repeat "${OPEN_REPEAT:-3}" >>"$OUT/summary.txt" 2>"$OUT/open.log"
 
 serve() {
     restart_to_ready "$BIN" "$OUT/tutorlog.toml" "$OUT/data" "$LISTEN" "$OUT/daemon-$1.log"
