@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # N distinct learners, one complete 5-round training session each, against a
-# release daemon with default settings (BENCHMARKS.md, "Scale" and "Learning").
+# release daemon with default settings (BENCHMARKS.md, "Scale and soak" and "Learning").
 #
 #   benches/scale/learners.sh [LEARNERS] [BIN] [OUT]
 #   benches/scale/learners.sh 100000                       # the 100 k-learner RSS goal

@@ -2,7 +2,7 @@
 # Goal (c) with a direct writer: N learners with one complete session each,
 # written through the store from a template recorded from the real daemon, then
 # the real `tutorlog serve` replays it, restarts from snapshots, and takes live
-# traffic on top (BENCHMARKS.md, "Scale").
+# traffic on top (BENCHMARKS.md, "Scale and soak").
 #
 #   benches/scale/learners_direct.sh [LEARNERS] [OUT]      # default 1000000
 #   BUILD_ONLY=1 benches/scale/learners_direct.sh          # only build the log

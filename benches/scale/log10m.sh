@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Goal (d): a 10,000,000-event log; replay rate and restart-to-ready of the real
-# `tutorlog serve` (BENCHMARKS.md, "Scale").
+# `tutorlog serve` (BENCHMARKS.md, "Scale and soak").
 #
 #   benches/scale/log10m.sh [EVENTS] [OUT]     # OPEN_REPEAT=1: one timing of each open, not 3
 #

@@ -1,4 +1,4 @@
-//! Scale-benchmark driver for the log (BENCHMARKS.md, "Scale").
+//! Scale-benchmark driver for the log (BENCHMARKS.md, "Scale and soak").
 //!
 //! ```text
 //! cargo run --release --example scale_log -- build --template DIR --out DIR (--events N | --copies C) [--writers W]

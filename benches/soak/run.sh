@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Soak: mixed load against one release daemon for a long time, with flaky mock
-# providers, sampling every ~10 s what must stay flat (BENCHMARKS.md, "Scale").
+# providers, sampling every ~10 s what must stay flat (BENCHMARKS.md, "Scale and soak").
 #
 #   benches/soak/run.sh [MINUTES] [OUT]          # default 30 minutes, target/soak; 1 to check the script
 #   benches/soak/plot.py OUT benches/soak/soak.png
