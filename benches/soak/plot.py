@@ -3,7 +3,12 @@
 descriptors, p99 latency per endpoint (per 10 s load window) and projection lag.
 
     python3 -m venv target/soak-venv && target/soak-venv/bin/pip install matplotlib
-    target/soak-venv/bin/python benches/soak/plot.py target/soak benches/soak/soak.png
+    target/soak-venv/bin/python benches/soak/plot.py target/soak benches/soak/soak.png \
+        [--loadavg FILE] [--span START_UNIX:END_UNIX:LABEL ...]
+
+--loadavg: "unix_time load1" lines (the machine is shared: its load is drawn so a
+bump in latency can be read against it). --span: a shaded interval, e.g. another
+heavy job that ran during the soak.
 """
 
 import glob
@@ -44,13 +49,35 @@ def windows(directory):
     return out
 
 
+def loadavg(path):
+    out = []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2:
+                out.append((int(parts[0]), float(parts[1])))
+    return out
+
+
 def main():
     directory, output = sys.argv[1], sys.argv[2]
+    extra = sys.argv[3:]
+    load_file, spans = None, []
+    while extra:
+        flag, value, extra = extra[0], extra[1], extra[2:]
+        if flag == "--loadavg":
+            load_file = value
+        elif flag == "--span":
+            begin, end, label = value.split(":", 2)
+            spans.append((int(begin), int(end), label))
+        else:
+            sys.exit(f"unknown flag {flag}")
     rows = samples(os.path.join(directory, "samples.txt"))
     wins = windows(directory)
     start = rows[0][0]
     minutes = [(r[0] - start) / 60 for r in rows]
-    fig, axes = plt.subplots(4, 1, figsize=(9, 10), sharex=True)
+    panels = 5 if load_file else 4
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 2.4 * panels + 0.5), sharex=True)
     axes[0].plot(minutes, [r[1] for r in rows], color="tab:blue")
     axes[0].set_ylabel("RSS (MB)")
     axes[0].set_ylim(bottom=0)
@@ -66,13 +93,24 @@ def main():
     axes[2].set_yscale("log")
     axes[2].legend(fontsize=6, loc="upper left", ncol=2)
     axes[3].plot(minutes, [r[4] for r in rows], color="tab:red")
-    axes[3].set_ylabel("max projection lag (events)")
-    axes[3].set_xlabel("minutes")
+    axes[3].set_ylabel("max projection lag\n(events, at each sample)")
     axes[3].set_ylim(bottom=0)
+    if load_file:
+        loads = loadavg(load_file)
+        axes[4].plot([(t - start) / 60 for t, _ in loads], [v for _, v in loads], color="tab:gray")
+        axes[4].set_ylabel("machine load avg (1 min)\n2 cores, shared")
+        axes[4].set_ylim(bottom=0)
+    for begin, end, label in spans:
+        for i, ax in enumerate(axes):
+            ax.axvspan((begin - start) / 60, (end - start) / 60, color="orange", alpha=0.15,
+                       label=label if i == 0 else None)
+    if spans:
+        axes[0].legend(fontsize=7, loc="lower right")
+    axes[-1].set_xlabel("minutes")
     total = sum(w[2]["requests"] for w in wins)
     errors = sum(w[2]["server_errors"] for w in wins)
     fig.suptitle(
-        f"soak: {len(wins)} windows, {total} requests ({errors} 5xx), log at {rows[-1][3]:,} events",
+        f"soak: {len(wins)} windows, {total} requests ({errors} 5xx), log at {max(r[3] for r in rows):,} events",
         fontsize=10,
     )
     fig.tight_layout()
