@@ -3,7 +3,7 @@
 # providers, sampling every ~10 s what must stay flat (BENCHMARKS.md, "Scale and soak").
 #
 #   benches/soak/run.sh [MINUTES] [OUT]          # default 30 minutes, target/soak; 1 to check the script
-#   benches/soak/plot.py OUT benches/soak/soak.png
+#   target/soak-venv/bin/python benches/soak/plot.py OUT benches/soak/soak.png --loadavg OUT/loadavg.txt
 #
 # Daemon: default settings, two mock providers: `mock-a` answers HTTP 500 to 5 % of
 # calls; `mock-b` takes 10-30 ms and answers 429 to 3 %. Load: back-to-back 10 s
@@ -85,6 +85,8 @@ PID=$DAEMON_PID
         lag_max=$(echo "$metrics" | awk '/^tutorlog_projection_lag_events\{/{if($NF>m)m=$NF} END{print m+0}')
         position=$(echo "$metrics" | awk '/^tutorlog_projection_position\{projection="stream_stats"\}/{print $NF}')
         echo "$now $rss_kb $fds ${position:-0} $lag_max ${lags:-none}"
+        # The machine is shared: its load goes next to the figures (plot.py --loadavg).
+        echo "$now $(cut -d' ' -f1 /proc/loadavg)" >>"$OUT/loadavg.txt"
         sleep 10
     done
 ) >"$OUT/samples.txt" 2>/dev/null &
@@ -103,9 +105,18 @@ read -r rss_end hwm_end < <(rss "$PID")
 fds_end=$(ls "/proc/$PID/fd" | wc -l)
 stop_daemon "$PID"
 kill "$SAMPLER" 2>/dev/null || true
+stop_seconds=$STOP_SECONDS
+# The same data, freshly loaded (snapshots + index checkpoint): the memory the
+# views and the index need. RSS at the end of the load far above it is memory
+# the load left behind, not live data.
+restart_to_ready "$BIN" "$OUT/tutorlog.toml" "$OUT/data" "$LISTEN" "$OUT/daemon-restart.log"
+sleep 3
+read -r rss_restart _ < <(rss "$DAEMON_PID")
+stop_daemon "$DAEMON_PID"
 {
     echo "windows: $window of 10 s at $RATE req/s"
-    echo "end: RSS $((rss_end / 1024)) MB, peak $((hwm_end / 1024)) MB, $fds_end fds; clean stop in $(printf %.2f "$STOP_SECONDS") s"
+    echo "end: RSS $((rss_end / 1024)) MB, peak $((hwm_end / 1024)) MB, $fds_end fds; clean stop in $(printf %.2f "$stop_seconds") s"
+    echo "restart on the same data: ready in $(printf %.2f "$READY_SECONDS") s, RSS $((rss_restart / 1024)) MB"
     echo "== daemon WARN/ERROR lines, by message (count, level, target: message)"
     # `|| true`: no such line at all is the good outcome, not a failure.
     { grep -E ' (WARN|ERROR) ' "$OUT/daemon.log" || true; } |
