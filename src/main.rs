@@ -1,6 +1,8 @@
 //! The `tutorlog` binary: parses the command line and reports failures as one
 //! line on stderr with a non-zero exit code.
 
+mod allocator;
+
 use clap::Parser;
 use tutorlog::{
     cli::{AuditCommand, Cli, Command, ConfigCommand},
@@ -21,6 +23,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if matches!(cli.command, Command::Serve(_)) {
+        allocator::purge_freed_memory_at_once();
+    }
     telemetry::init_logging(cli.log_format);
     if let Err(error) = run(cli) {
         // `{:#}` prints the whole context chain on one line.

@@ -98,19 +98,25 @@ pub async fn start(
     let mut options = RunnerOptions::new(snapshot_dir);
     options.snapshot_every_events = config.projections.snapshot_every_events;
     options.snapshot_interval = Duration::from_secs(config.projections.snapshot_every_secs.max(1));
-    let stats_runner =
-        ProjectionRunner::start(Arc::clone(&store), StreamStats::new(), options.clone()).await?;
-    let mastery_runner =
-        ProjectionRunner::start(Arc::clone(&store), Mastery::new(), options.clone()).await?;
-    let algo_runs_runner =
-        ProjectionRunner::start(Arc::clone(&store), AlgoRuns::new(), options.clone()).await?;
-    let spend_runner =
-        ProjectionRunner::start(Arc::clone(&store), Spend::new(), options.clone()).await?;
-    let provider_health_runner =
-        ProjectionRunner::start(Arc::clone(&store), ProviderHealth::new(), options.clone()).await?;
-    let benchmarks_runner =
-        ProjectionRunner::start(Arc::clone(&store), Benchmarks::new(), options.clone()).await?;
-    let routing_runner = ProjectionRunner::start(store, Routing::new(), options).await?;
+    // Each start loads and parses its snapshot off the async threads; started
+    // together, the largest snapshot sets the time instead of the sum of all.
+    let (
+        stats_runner,
+        mastery_runner,
+        algo_runs_runner,
+        spend_runner,
+        provider_health_runner,
+        benchmarks_runner,
+        routing_runner,
+    ) = tokio::try_join!(
+        ProjectionRunner::start(Arc::clone(&store), StreamStats::new(), options.clone()),
+        ProjectionRunner::start(Arc::clone(&store), Mastery::new(), options.clone()),
+        ProjectionRunner::start(Arc::clone(&store), AlgoRuns::new(), options.clone()),
+        ProjectionRunner::start(Arc::clone(&store), Spend::new(), options.clone()),
+        ProjectionRunner::start(Arc::clone(&store), ProviderHealth::new(), options.clone()),
+        ProjectionRunner::start(Arc::clone(&store), Benchmarks::new(), options.clone()),
+        ProjectionRunner::start(store, Routing::new(), options),
+    )?;
     Ok(Projections {
         stats: stats_runner.reader(),
         stats_runner,

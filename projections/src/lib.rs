@@ -38,6 +38,8 @@ pub mod ring;
 pub mod routing;
 mod runner;
 mod runner_task;
+#[cfg(test)]
+mod scale_tests;
 pub mod snapshot;
 mod snapshot_load;
 pub mod spend;

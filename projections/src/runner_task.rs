@@ -22,8 +22,7 @@ use crate::{
     projection::{fold_record, Folded, Projection},
     reader::Published,
     runner::{RunnerExit, RunnerOptions, StopReason},
-    snapshot::{self, Snapshot},
-    telemetry,
+    snapshot, telemetry,
 };
 
 type Delivery = Result<RecordedEvent, StoreError>;
@@ -259,35 +258,29 @@ fn fold_next<P: Projection>(
     Ok(folded)
 }
 
-/// Encodes the published model under the read lock (the runner is waiting, so it
-/// does not change meanwhile) and writes the file. Returns the snapshot's next
-/// position.
+/// Streams the published model into the snapshot file under the read lock (the
+/// runner is waiting, so it does not change meanwhile; readers still read), then
+/// syncs and renames it. Returns the snapshot's next position.
 fn write_snapshot<P: Projection>(
     published: &RwLock<Published<P>>,
     directory: &Path,
 ) -> Result<u64, ProjectionError> {
-    let path = snapshot::snapshot_path(directory, P::NAME);
-    let failed = |reason: String| ProjectionError::Snapshot {
-        projection: P::NAME,
-        path: path.clone(),
-        reason,
-    };
-    let (bytes, next_position) = {
+    let mut next_position = 0;
+    snapshot::write_streamed(directory, P::NAME, |out| {
         let published = published.read();
-        let model_json = serde_json::to_vec(published.projection.model())
-            .map_err(|error| failed(format!("model does not serialize: {error}")))?;
-        let snapshot = Snapshot {
+        serde_json::to_writer(out, published.projection.model())
+            .map_err(|error| format!("model does not serialize: {error}"))?;
+        next_position = published.next_position;
+        Ok(snapshot::SnapshotMeta {
             projection_version: P::VERSION,
             next_position: published.next_position,
             last_event_id: published.last_event_id,
-            model_json,
-        };
-        (
-            snapshot::encode(P::NAME, &snapshot).map_err(failed)?,
-            published.next_position,
-        )
-    };
-    snapshot::write_file(directory, P::NAME, &bytes)
-        .map_err(|error| failed(format!("write failed: {error}")))?;
+        })
+    })
+    .map_err(|reason| ProjectionError::Snapshot {
+        projection: P::NAME,
+        path: snapshot::snapshot_path(directory, P::NAME),
+        reason,
+    })?;
     Ok(next_position)
 }

@@ -28,11 +28,17 @@
 //! and ignored, and the projection rebuilds from position 0.
 //!
 //! Writing: a temporary file in the same directory is written, fsynced, renamed
-//! over the snapshot, and the directory is fsynced.
+//! over the snapshot, and the directory is fsynced. The model is streamed into the
+//! file through a buffer ([`write_streamed`]) rather than built in memory first:
+//! at a million learners the `mastery` model is hundreds of megabytes of JSON,
+//! and one growing `Vec` of it (doubling up to twice that) was the daemon's RSS
+//! peak. The header, whose length field and checksum depend on the model, is
+//! written last, in place; the bytes are exactly those of [`encode`].
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{self, Write},
+    io::{self, BufWriter, Write},
+    os::unix::fs::FileExt,
     path::{Path, PathBuf},
 };
 
@@ -100,7 +106,141 @@ pub(crate) enum Rejected {
     Version { stored: u32, current: u32 },
 }
 
+/// Header fields of a snapshot other than the model's length and checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SnapshotMeta {
+    /// The projection's [`crate::Projection::VERSION`].
+    pub(crate) projection_version: u32,
+    /// Next position to apply.
+    pub(crate) next_position: u64,
+    /// Id of the event at `next_position - 1`; zeros when `next_position` is 0.
+    pub(crate) last_event_id: [u8; 16],
+}
+
+/// The 48-byte header with its checksum field zero.
+fn header(name_bytes: u16, model_bytes: u32, meta: &SnapshotMeta) -> [u8; HEADER_BYTES] {
+    let mut header = [0u8; HEADER_BYTES];
+    header[..8].copy_from_slice(&MAGIC);
+    header[8..10].copy_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+    header[10..12].copy_from_slice(&name_bytes.to_le_bytes());
+    header[12..16].copy_from_slice(&model_bytes.to_le_bytes());
+    header[16..24].copy_from_slice(&meta.next_position.to_le_bytes());
+    header[24..40].copy_from_slice(&meta.last_event_id);
+    header[VERSION_OFFSET..CHECKSUM_OFFSET].copy_from_slice(&meta.projection_version.to_le_bytes());
+    header
+}
+
+fn name_bytes(name: &str) -> Result<u16, String> {
+    u16::try_from(name.len())
+        .ok()
+        .filter(|n| usize::from(*n) <= NAME_BYTES_MAX)
+        .ok_or_else(|| {
+            format!(
+                "name is {} bytes, the limit is {NAME_BYTES_MAX}",
+                name.len()
+            )
+        })
+}
+
+/// Counts and checksums the model bytes as the buffer hands them to the file (in
+/// large writes, so the checksum runs over big slices).
+struct ModelFile {
+    file: File,
+    bytes: u64,
+    crc: u32,
+}
+
+impl Write for ModelFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Buffer between the model's serializer and the file.
+const STREAM_BUFFER_BYTES: usize = 1 << 20;
+
+/// Replaces `name`'s snapshot durably, streaming the model: `write_model` writes the
+/// model's JSON into the writer it is given and returns the header fields that go
+/// with it (so the caller reads both under one lock). Temporary file, the model
+/// through a 1 MiB buffer, then the header in place, fsync, rename, directory fsync.
+/// A failure removes the temporary file; the old snapshot stays whole.
+pub(crate) fn write_streamed(
+    dir: &Path,
+    name: &str,
+    write_model: impl FnOnce(&mut dyn Write) -> Result<SnapshotMeta, String>,
+) -> Result<(), String> {
+    let name_length = name_bytes(name)?;
+    let temporary = temporary_path(dir, name);
+    let result = stream_to(&temporary, name, name_length, write_model).and_then(|()| {
+        fs::rename(&temporary, snapshot_path(dir, name))
+            .and_then(|()| File::open(dir)?.sync_all())
+            .map_err(|error| format!("write failed: {error}"))
+    });
+    if result.is_err() {
+        if let Err(error) = fs::remove_file(&temporary) {
+            tracing::debug!(%error, "no temporary snapshot file to remove");
+        }
+    }
+    result
+}
+
+fn stream_to(
+    temporary: &Path,
+    name: &str,
+    name_length: u16,
+    write_model: impl FnOnce(&mut dyn Write) -> Result<SnapshotMeta, String>,
+) -> Result<(), String> {
+    let io_failed = |error: io::Error| format!("write failed: {error}");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(temporary)
+        .map_err(io_failed)?;
+    file.write_all(&[0; HEADER_BYTES]).map_err(io_failed)?;
+    file.write_all(name.as_bytes()).map_err(io_failed)?;
+    let mut out = BufWriter::with_capacity(
+        STREAM_BUFFER_BYTES,
+        ModelFile {
+            file,
+            bytes: 0,
+            crc: 0,
+        },
+    );
+    let meta = write_model(&mut out)?;
+    let ModelFile {
+        file,
+        bytes: model_length,
+        crc: model_crc,
+    } = out
+        .into_inner()
+        .map_err(|error| io_failed(error.into_error()))?;
+    let model_bytes = u32::try_from(model_length)
+        .ok()
+        .filter(|n| *n <= SNAPSHOT_MODEL_BYTES_MAX)
+        .ok_or_else(|| {
+            format!("model is {model_length} bytes, the limit is {SNAPSHOT_MODEL_BYTES_MAX}")
+        })?;
+    let mut header = header(name_length, model_bytes, &meta);
+    let checksum = crc32c::crc32c_combine(
+        crc32c::crc32c_append(crc32c::crc32c(&header[..CHECKSUM_OFFSET]), name.as_bytes()),
+        model_crc,
+        model_bytes as usize,
+    );
+    header[CHECKSUM_OFFSET..].copy_from_slice(&checksum.to_le_bytes());
+    file.write_all_at(&header, 0).map_err(io_failed)?;
+    file.sync_all().map_err(io_failed)
+}
+
 /// Encodes a snapshot file.
+#[cfg(test)]
 pub(crate) fn encode(name: &str, snapshot: &Snapshot) -> Result<Vec<u8>, String> {
     let name_bytes = u16::try_from(name.len())
         .ok()
@@ -147,11 +287,46 @@ fn array<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
 
 /// Decodes and checks a snapshot file written for projection `name` at
 /// `projection_version`.
+#[cfg(test)]
 pub(crate) fn decode(
     name: &str,
     projection_version: u32,
     bytes: &[u8],
 ) -> Result<Snapshot, Rejected> {
+    let (meta, model_start) = check(name, projection_version, bytes)?;
+    Ok(Snapshot {
+        projection_version: meta.projection_version,
+        next_position: meta.next_position,
+        last_event_id: meta.last_event_id,
+        model_json: bytes[model_start..].to_vec(),
+    })
+}
+
+/// [`decode`] of a file read whole, keeping its buffer: the model bytes are moved
+/// to the front instead of copied (a large snapshot is not held twice on the
+/// restart path).
+pub(crate) fn decode_owned(
+    name: &str,
+    projection_version: u32,
+    mut bytes: Vec<u8>,
+) -> Result<Snapshot, Rejected> {
+    let (meta, model_start) = check(name, projection_version, &bytes)?;
+    bytes.drain(..model_start);
+    Ok(Snapshot {
+        projection_version: meta.projection_version,
+        next_position: meta.next_position,
+        last_event_id: meta.last_event_id,
+        model_json: bytes,
+    })
+}
+
+/// Every check of a snapshot file; returns its header fields and where the model
+/// starts.
+fn check(
+    name: &str,
+    projection_version: u32,
+    bytes: &[u8],
+) -> Result<(SnapshotMeta, usize), Rejected> {
     if bytes.len() < HEADER_BYTES {
         return Err(Rejected::Short(bytes.len()));
     }
@@ -199,12 +374,12 @@ pub(crate) fn decode(
             current: projection_version,
         });
     }
-    Ok(Snapshot {
+    let meta = SnapshotMeta {
         projection_version: stored_version,
         next_position: u64::from_le_bytes(array(bytes, 16)),
         last_event_id: array(bytes, 24),
-        model_json: bytes[name_end..].to_vec(),
-    })
+    };
+    Ok((meta, name_end))
 }
 
 /// Reads `name`'s snapshot file: `Ok(None)` when there is none. Files larger than
@@ -233,6 +408,7 @@ pub(crate) fn read_file(dir: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
 
 /// Replaces `name`'s snapshot with `bytes` durably: temporary file, fsync, rename,
 /// directory fsync. A crash at any point leaves the old or the new snapshot whole.
+#[cfg(test)]
 pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let temporary = temporary_path(dir, name);
     let mut file = OpenOptions::new()
@@ -264,6 +440,7 @@ mod tests {
     fn round_trips() {
         let bytes = encode("demo", &sample()).expect("encode");
         assert_eq!(decode("demo", 3, &bytes), Ok(sample()));
+        assert_eq!(decode_owned("demo", 3, bytes), Ok(sample()));
     }
 
     #[test]
@@ -317,6 +494,55 @@ mod tests {
             decode("demo", 3, &bytes),
             Err(Rejected::Name("other".to_owned()))
         );
+    }
+
+    /// The streamed writer produces exactly [`encode`]'s bytes, for models small
+    /// and larger than the stream buffer.
+    #[test]
+    fn streamed_files_are_byte_identical_to_encode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for model_json in [
+            br#"{"count":3}"#.to_vec(),
+            Vec::new(),
+            (0..3 * STREAM_BUFFER_BYTES + 17)
+                .map(|i| b'a' + (i % 26) as u8)
+                .collect(),
+        ] {
+            let snapshot = Snapshot {
+                model_json,
+                ..sample()
+            };
+            write_streamed(dir.path(), "demo", |out| {
+                // Several writes, as a serializer makes.
+                for chunk in snapshot.model_json.chunks(4093) {
+                    out.write_all(chunk).map_err(|e| e.to_string())?;
+                }
+                Ok(SnapshotMeta {
+                    projection_version: snapshot.projection_version,
+                    next_position: snapshot.next_position,
+                    last_event_id: snapshot.last_event_id,
+                })
+            })
+            .expect("write");
+            let written = read_file(dir.path(), "demo").expect("read").expect("file");
+            assert_eq!(written, encode("demo", &snapshot).expect("encode"));
+            assert_eq!(decode("demo", 3, &written), Ok(snapshot));
+            assert!(!temporary_path(dir.path(), "demo").exists());
+        }
+    }
+
+    #[test]
+    fn a_failed_streamed_write_keeps_the_old_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = encode("demo", &sample()).expect("encode");
+        write_file(dir.path(), "demo", &first).expect("write");
+        let failed = write_streamed(dir.path(), "demo", |out| {
+            out.write_all(b"{\"partial").map_err(|e| e.to_string())?;
+            Err("model does not serialize".into())
+        });
+        assert!(failed.is_err());
+        assert_eq!(read_file(dir.path(), "demo").expect("read"), Some(first));
+        assert!(!temporary_path(dir.path(), "demo").exists());
     }
 
     #[test]

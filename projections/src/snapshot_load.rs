@@ -69,7 +69,7 @@ pub(crate) async fn load_snapshot<P: Projection, S: EventStore + ?Sized>(
         Err(ReadFailure::Directory(reason)) => return Err(snapshot_dir_error::<P>(dir, reason)),
         Err(ReadFailure::File(reason)) => return Ok(rejected::<P>(&path, &reason)),
     };
-    match trusted::<P, S>(store, &bytes).await {
+    match trusted::<P, S>(store, bytes).await {
         Ok(loaded) => Ok(loaded),
         Err(reason) => Ok(rejected::<P>(&path, &reason)),
     }
@@ -97,17 +97,24 @@ fn rejected<P: Projection>(path: &Path, reason: &str) -> Loaded<P::Model> {
 
 async fn trusted<P: Projection, S: EventStore + ?Sized>(
     store: &S,
-    bytes: &[u8],
+    bytes: Vec<u8>,
 ) -> Result<Loaded<P::Model>, String> {
     let snapshot =
-        snapshot::decode(P::NAME, P::VERSION, bytes).map_err(|reason| reason.to_string())?;
+        snapshot::decode_owned(P::NAME, P::VERSION, bytes).map_err(|reason| reason.to_string())?;
     matches_log(store, &snapshot).await?;
-    let model = serde_json::from_slice::<P::Model>(&snapshot.model_json)
-        .map_err(|error| format!("model does not parse: {error}"))?;
+    let (next_position, last_event_id) = (snapshot.next_position, snapshot.last_event_id);
+    // Parsing a large model takes a while: off the async threads, so the daemon's
+    // projections load their snapshots side by side.
+    let model = tokio::task::spawn_blocking(move || {
+        serde_json::from_slice::<P::Model>(&snapshot.model_json)
+            .map_err(|error| format!("model does not parse: {error}"))
+    })
+    .await
+    .map_err(|error| format!("snapshot parse task failed: {error}"))??;
     Ok(Loaded {
         model,
-        next_position: snapshot.next_position,
-        last_event_id: snapshot.last_event_id,
+        next_position,
+        last_event_id,
         from_snapshot: true,
     })
 }

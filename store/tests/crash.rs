@@ -8,6 +8,11 @@
 //! `cargo test -p tutorlog-store --test crash -- --cycles 500 --seed 7` runs longer.
 //! This kills a process, so it proves nothing un-synced was acknowledged as far as
 //! the page cache goes; power loss is covered by the torn-tail and corruption tests.
+//!
+//! The child also writes index checkpoints continually (every 20 records, looked
+//! at every 2 ms), so kills land in the middle of checkpoint writes too; each
+//! reopen (from whatever checkpoint survived) must build the index a full scan
+//! builds: same records, head hash, streams, and per-stream positions.
 
 use std::{
     collections::HashMap,
@@ -20,7 +25,8 @@ use std::{
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tutorlog_store::{
-    embedded::verify::verify, EmbeddedStore, EventStore, ExpectedRevision, NewEvent, StoreOptions,
+    embedded::{checkpoint::CHECKPOINT_TEMP_FILE_NAME, verify::verify, CheckpointPolicy},
+    EmbeddedStore, EventStore, ExpectedRevision, NewEvent, StoreOptions,
 };
 
 const CHILD_ENV: &str = "TUTORLOG_CRASH_CHILD_DIR";
@@ -32,6 +38,24 @@ fn options() -> StoreOptions {
         segment_bytes: 64 * 1024,
         preallocate_bytes: 8 * 1024,
     }
+}
+
+/// The child checkpoints as often as it can, so kills hit checkpoint writes.
+fn aggressive_checkpoints() -> CheckpointPolicy {
+    CheckpointPolicy {
+        enabled: true,
+        every_records: 20,
+        poll_interval: Duration::from_millis(2),
+    }
+}
+
+/// How the reopens went, over all cycles.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Reopens that started from a checkpoint.
+    from_checkpoint: u64,
+    /// Kills that left a checkpoint temp file behind (a write was in flight).
+    killed_mid_checkpoint: u64,
 }
 
 /// One acknowledged event as the child reported it.
@@ -69,8 +93,8 @@ fn main() {
     }
     let started = Instant::now();
     match parent(cycles, seed) {
-        Ok(total) => {
-            println!("crash: {cycles} SIGKILL cycles (seed {seed}), {total} acknowledged events, all present with an intact chain, in {:.1}s", started.elapsed().as_secs_f64());
+        Ok((total, tally)) => {
+            println!("crash: {cycles} SIGKILL cycles (seed {seed}), {total} acknowledged events, all present with an intact chain, in {:.1}s; {} reopens from an index checkpoint, {} kills during a checkpoint write", started.elapsed().as_secs_f64(), tally.from_checkpoint, tally.killed_mid_checkpoint);
             println!("test result: ok. 1 passed; 0 failed; 0 ignored");
         }
         Err(message) => {
@@ -81,7 +105,8 @@ fn main() {
     }
 }
 
-fn parent(cycles: u64, seed: u64) -> Result<usize, String> {
+fn parent(cycles: u64, seed: u64) -> Result<(usize, Tally), String> {
+    let mut tally = Tally::default();
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
@@ -126,12 +151,17 @@ fn parent(cycles: u64, seed: u64) -> Result<usize, String> {
             .filter_map(|l| parse_ack(l))
             .collect();
         acked.extend(new.iter().cloned());
-        check(dir.path(), &acked).map_err(|e| format!("cycle {cycle}: {e}"))?;
+        if dir.path().join(CHECKPOINT_TEMP_FILE_NAME).exists() {
+            tally.killed_mid_checkpoint += 1;
+        }
+        let from_checkpoint =
+            check(dir.path(), &acked).map_err(|e| format!("cycle {cycle}: {e}"))?;
+        tally.from_checkpoint += u64::from(from_checkpoint);
     }
     if acked.is_empty() {
         return Err("no event was ever acknowledged: the child did not run".into());
     }
-    Ok(acked.len())
+    Ok((acked.len(), tally))
 }
 
 fn parse_ack(line: &str) -> Option<Ack> {
@@ -147,9 +177,23 @@ fn parse_ack(line: &str) -> Option<Ack> {
     })
 }
 
-fn check(dir: &Path, acked: &[Ack]) -> Result<(), String> {
+/// Reopens (from a checkpoint if one is valid), compares with a full scan and the
+/// acknowledgements; returns whether the reopen used a checkpoint.
+fn check(dir: &Path, acked: &[Ack]) -> Result<bool, String> {
     // A writer open recovers (truncating a torn tail); verify then checks the chain.
-    let store = EmbeddedStore::open_with(dir, options()).map_err(|e| format!("reopen: {e}"))?;
+    let store = EmbeddedStore::open_with_checkpoints(
+        dir,
+        options(),
+        CheckpointPolicy {
+            enabled: false,
+            ..CheckpointPolicy::default()
+        },
+    )
+    .map_err(|e| format!("reopen: {e}"))?;
+    let from_checkpoint = store.open_report().checkpoint_records.is_some();
+    if let Some(reason) = &store.open_report().checkpoint_rejected {
+        return Err(format!("a checkpoint left by a kill was refused: {reason}"));
+    }
     let mut all = Vec::new();
     loop {
         let chunk = store
@@ -160,6 +204,31 @@ fn check(dir: &Path, acked: &[Ack]) -> Result<(), String> {
         }
         all.extend(chunk);
     }
+    let head_hash = store.head_hash();
+    let stream_count = store.stream_count();
+    for writer in 0..WRITERS {
+        let stream = format!("crash-{writer}");
+        let mut positions: Vec<u64> = Vec::new();
+        loop {
+            let chunk = store
+                .read_stream_blocking(&stream, positions.len() as u64, 10_000)
+                .map_err(|e| format!("read {stream}: {e}"))?;
+            if chunk.is_empty() {
+                break;
+            }
+            positions.extend(chunk.iter().map(|e| e.position));
+        }
+        let expected: Vec<u64> = all
+            .iter()
+            .filter(|e| e.stream == stream)
+            .map(|e| e.position)
+            .collect();
+        if positions != expected {
+            return Err(format!(
+                "{stream}: the index's positions differ from read_all's"
+            ));
+        }
+    }
     store.close();
     drop(store);
     let report = verify(dir).map_err(|e| format!("verify: {e}"))?;
@@ -169,6 +238,9 @@ fn check(dir: &Path, acked: &[Ack]) -> Result<(), String> {
             report.records,
             all.len()
         ));
+    }
+    if report.head_hash != head_hash || report.streams != stream_count {
+        return Err("the reopened index differs from the full scan (head hash or streams)".into());
     }
     let mut seen_ids = HashMap::new();
     for ack in acked {
@@ -200,7 +272,7 @@ fn check(dir: &Path, acked: &[Ack]) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    Ok(from_checkpoint)
 }
 
 fn child(dir: PathBuf) {
@@ -216,13 +288,14 @@ fn child(dir: PathBuf) {
         }
     };
     runtime.block_on(async move {
-        let store = match EmbeddedStore::open_with(&dir, options()) {
-            Ok(store) => Arc::new(store),
-            Err(e) => {
-                eprintln!("child open: {e}");
-                std::process::exit(2);
-            }
-        };
+        let store =
+            match EmbeddedStore::open_with_checkpoints(&dir, options(), aggressive_checkpoints()) {
+                Ok(store) => Arc::new(store),
+                Err(e) => {
+                    eprintln!("child open: {e}");
+                    std::process::exit(2);
+                }
+            };
         println!("ready");
         let stdout = Arc::new(Mutex::new(std::io::stdout()));
         let mut tasks = Vec::new();

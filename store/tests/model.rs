@@ -16,6 +16,8 @@ enum Op {
         sizes: Vec<usize>,
     },
     Reopen,
+    /// An explicit index checkpoint (reopens also start from the one written on close).
+    Checkpoint,
     ReadStream {
         stream: u8,
         from: u64,
@@ -47,6 +49,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u8..4, expect, proptest::collection::vec(0usize..700, 1..5)).prop_map(|(stream, expected, sizes)| Op::Append { stream, expected, sizes }),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Checkpoint),
         2 => (0u8..4, 0u64..12, 1usize..8).prop_map(|(stream, from, max)| Op::ReadStream { stream, from, max }),
         2 => (0u64..60, 1usize..40).prop_map(|(from, max)| Op::ReadAll { from, max }),
     ]
@@ -134,6 +137,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     drop(store);
                     store = EmbeddedStore::open_with(dir.path(), options())
                         .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                }
+                Op::Checkpoint => {
+                    let covered = store
+                        .checkpoint()
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(
+                        covered.map(|c| c.records),
+                        store.last_position().map(|p| p + 1)
+                    );
                 }
                 Op::ReadStream { stream, from, max } => {
                     let stream = format!("s-{stream}");

@@ -6,13 +6,16 @@
 //! - `0000000000.seg`, `0000000001.seg`, …: segments of framed records
 //!   (see [`frame`] for the byte layout, [`segment`] for sealing and the torn-tail
 //!   rule). Each record body carries the BLAKE3 hash of the previous body, so the
-//!   log is a hash chain that [`verify`] checks end to end.
+//!   log is a hash chain that [`verify`] checks end to end;
+//! - `index.ckpt`: the index as of some durable position, so an open scans only
+//!   the records after it ([`checkpoint`]).
 //!
 //! Writes go through a bounded queue to one thread that drains every pending append,
 //! writes them with one `pwrite`, calls `fdatasync` once, publishes them to readers
 //! and only then acknowledges them ([`writer`]). A failed write or sync poisons the
 //! store: no later write is accepted until it is reopened.
 
+pub mod checkpoint;
 pub mod frame;
 mod index;
 pub mod segment;
@@ -31,10 +34,11 @@ use std::{
 };
 
 use async_trait::async_trait;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tutorlog_schemas::{codec, NewEvent, RecordedEvent};
 
+pub use self::checkpoint::{CheckpointPolicy, Covered};
 use self::{
     frame::{read_frame, Frame},
     index::Index,
@@ -105,35 +109,135 @@ pub(crate) struct Shared {
     head: watch::Sender<u64>,
     poisoned: Mutex<Option<String>>,
     closed: AtomicBool,
+    /// What the newest index checkpoint (written or loaded) covers; held while one
+    /// is written, so two are never written at once.
+    checkpointed: Mutex<Option<Covered>>,
+}
+
+impl Shared {
+    /// Writes an index checkpoint unless the newest one already covers every
+    /// record. Returns what the newest checkpoint covers.
+    fn checkpoint(&self) -> Result<Option<Covered>, StoreError> {
+        let mut newest = self.checkpointed.lock();
+        let records = self.index.read().next_position();
+        if newest.is_some_and(|c| c.records == records) {
+            return Ok(*newest);
+        }
+        if let Some(covered) = checkpoint::write(self)? {
+            *newest = Some(covered);
+        }
+        Ok(*newest)
+    }
 }
 
 struct Inner {
     shared: Arc<Shared>,
     sender: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<Checkpointer>>,
+    policy: CheckpointPolicy,
+    report: OpenReport,
     /// Held for the life of the writer; released after the writer thread exits.
     _lock: Option<File>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        shutdown(&self.sender, &self.writer, &self.shared);
+        shutdown(self);
     }
 }
 
-fn shutdown(
-    sender: &Mutex<Option<mpsc::Sender<WriteRequest>>>,
-    writer: &Mutex<Option<JoinHandle<()>>>,
-    shared: &Shared,
-) {
-    drop(sender.lock().take());
-    if let Some(handle) = writer.lock().take() {
+/// Stops the writer (every queued append made durable), then the checkpoint thread,
+/// then writes a final index checkpoint (the first time only, on a log opened for
+/// writing that is not poisoned), and ends subscriptions.
+fn shutdown(inner: &Inner) {
+    drop(inner.sender.lock().take());
+    let writer = inner.writer.lock().take();
+    let stopped_writer = writer.is_some();
+    if let Some(handle) = writer {
         if handle.join().is_err() {
             tracing::error!("log writer thread panicked during shutdown");
         }
     }
+    if let Some(checkpointer) = inner.checkpointer.lock().take() {
+        checkpointer.stop();
+    }
+    let shared = &inner.shared;
     shared.closed.store(true, Ordering::SeqCst);
     shared.head.send_modify(|_| {});
+    if stopped_writer && inner.policy.enabled {
+        if let Some(reason) = shared.poisoned.lock().clone() {
+            tracing::info!(reason, "no index checkpoint on close: the log is poisoned");
+        } else if let Err(error) = shared.checkpoint() {
+            tracing::warn!(%error, "index checkpoint on close failed; the next open scans more of the log");
+        }
+    }
+}
+
+/// The background thread that writes index checkpoints (see [`checkpoint`]).
+struct Checkpointer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(shared: Arc<Shared>, policy: CheckpointPolicy) -> Result<Self, StoreError> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("tutorlog-log-checkpoint".into())
+            .spawn(move || run_checkpointer(&shared, &policy, &signal))
+            .map_err(|e| StoreError::io("spawning the log checkpoint thread", e))?;
+        Ok(Checkpointer { stop, thread })
+    }
+
+    fn stop(self) {
+        let (flag, wake) = &*self.stop;
+        *flag.lock() = true;
+        wake.notify_all();
+        if self.thread.join().is_err() {
+            tracing::error!("log checkpoint thread panicked");
+        }
+    }
+}
+
+/// Every `poll_interval`, writes a checkpoint once a segment was sealed or
+/// `every_records` records were appended since the newest one.
+fn run_checkpointer(shared: &Shared, policy: &CheckpointPolicy, stop: &(Mutex<bool>, Condvar)) {
+    let mut segments_seen = shared
+        .checkpointed
+        .lock()
+        .map_or(0, |c| c.segments as usize);
+    loop {
+        {
+            let (flag, wake) = stop;
+            let mut stopped = flag.lock();
+            if !*stopped {
+                wake.wait_for(&mut stopped, policy.poll_interval);
+            }
+            if *stopped {
+                return;
+            }
+        }
+        if shared.poisoned.lock().is_some() {
+            continue;
+        }
+        let (records, segments) = {
+            let index = shared.index.read();
+            (index.next_position(), index.files.len())
+        };
+        let covered = shared.checkpointed.lock().map_or(0, |c| c.records);
+        let due = records > covered
+            && (segments > segments_seen || records - covered >= policy.every_records);
+        if !due {
+            continue;
+        }
+        segments_seen = segments;
+        if let Err(error) = shared.checkpoint() {
+            metrics::counter!("tutorlog_log_checkpoint_failures_total").increment(1);
+            tracing::warn!(%error, "index checkpoint failed; the next open scans more of the log");
+        }
+    }
 }
 
 /// A handle to an embedded log. Cheap to clone; the writer stops when the last
@@ -157,51 +261,156 @@ struct Recovered {
     /// Active segment id, its data end and allocated length.
     active: Option<(u32, u64, u64)>,
     torn: Option<(PathBuf, u64, String)>,
+    /// How the index was built.
+    report: OpenReport,
+    /// What the checkpoint it started from covers.
+    covered: Option<Covered>,
 }
 
-/// Scans every segment, checks every record (CRC, decode, dense positions and
-/// revisions, hash chain) and builds the index.
-fn recover(dir: &Path) -> Result<Recovered, StoreError> {
+/// How an open built its index: from the checkpoint plus a scan of the records
+/// after it, or by scanning every record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpenReport {
+    /// Records loaded from `index.ckpt` (`None`: no checkpoint was used).
+    pub checkpoint_records: Option<u64>,
+    /// Why a checkpoint that was present was not used.
+    pub checkpoint_rejected: Option<String>,
+    /// Records scanned (CRC, decode, chain) after the checkpoint, or all of them.
+    pub scanned_records: u64,
+    /// Seconds spent building the index.
+    pub seconds: f64,
+}
+
+/// Whether recovery may start from the index checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// Load `index.ckpt` if it passes every check, then scan the rest.
+    FromCheckpoint,
+    /// Scan every record (`audit verify`).
+    Everything,
+}
+
+/// Builds the index: from the checkpoint when allowed and valid, then scanning
+/// every record after it (all of them without one), checking each (CRC, decode,
+/// dense positions and revisions, hash chain).
+fn recover(dir: &Path, scan: Scan) -> Result<Recovered, StoreError> {
+    let started = std::time::Instant::now();
     let (ids, _) = list_segments(dir)?;
-    let mut index = Index::default();
+    let mut files = Vec::with_capacity(ids.len());
+    for &id in &ids {
+        let path = segment_path(dir, id);
+        let file = File::open(&path)
+            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+        files.push(Arc::new(file));
+    }
+    let mut report = OpenReport::default();
+    let mut covered = None;
+    let (mut index, resume) = match scan {
+        Scan::Everything => (Index::default(), (0, 0)),
+        Scan::FromCheckpoint => match checkpoint::load(dir, &files) {
+            Ok(Some(loaded)) => {
+                report.checkpoint_records = Some(loaded.covered.records);
+                covered = Some(loaded.covered);
+                (loaded.index, loaded.resume)
+            }
+            Ok(None) => (Index::default(), (0, 0)),
+            Err(reason) => {
+                tracing::warn!(
+                    file = %dir.join(checkpoint::CHECKPOINT_FILE_NAME).display(),
+                    reason,
+                    "index checkpoint not used; scanning the whole log"
+                );
+                metrics::counter!("tutorlog_log_checkpoints_rejected_total").increment(1);
+                report.checkpoint_rejected = Some(reason);
+                (Index::default(), (0, 0))
+            }
+        },
+    };
     let mut active = None;
     let mut torn = None;
-    for (n, &id) in ids.iter().enumerate() {
+    let skipped = index.next_position();
+    index.segment_ends.resize(ids.len(), 0);
+    for (n, &id) in ids.iter().enumerate().skip(resume.0 as usize) {
         let path = segment_path(dir, id);
         let sealed = n + 1 < ids.len();
-        let bytes = read_segment(&path)?;
+        let from = if id == resume.0 { resume.1 } else { 0 };
+        let bytes = read_segment_from(&files[n], &path, from)?;
         // Walk the frames (CRC) first, hash the bodies on several threads, then
         // check and index them in order. An error in a record before the end of the
         // walk wins over how the walk ended, as in a single in-order pass.
         let mut frames: Vec<(u64, &[u8])> = Vec::new();
         let scanned = scan_segment(&path, &bytes, sealed, |offset, body| {
-            frames.push((offset, body));
+            frames.push((from + offset, body));
             Ok(())
         });
         let hashes = hash_bodies(&frames);
         for (&(offset, body), hash) in frames.iter().zip(hashes) {
             index_record(&mut index, &path, id, offset, body, hash)?;
         }
-        let end = scanned?;
-        let file = File::open(&path)
-            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
-        index.files.push(Arc::new(file));
-        if index.segment_ends.len() <= id as usize {
-            index.segment_ends.resize(id as usize + 1, 0);
-        }
-        index.segment_ends[id as usize] = end.data_end;
+        let end = scanned.map_err(|error| shift_offset(error, from))?;
+        let data_end = from + end.data_end;
+        index.segment_ends[id as usize] = data_end;
         if !sealed {
-            active = Some((id, end.data_end, bytes.len() as u64));
+            active = Some((id, data_end, from + bytes.len() as u64));
             torn = end
                 .torn
-                .map(|(offset, reason)| (path.clone(), offset, reason));
+                .map(|(offset, reason)| (path.clone(), from + offset, reason));
         }
     }
+    index.files = files;
+    report.scanned_records = index.next_position() - skipped;
+    report.seconds = started.elapsed().as_secs_f64();
     Ok(Recovered {
         index,
         active,
         torn,
+        report,
+        covered,
     })
+}
+
+fn log_open(dir: &Path, report: &OpenReport) {
+    tracing::info!(
+        dir = %dir.display(),
+        from_checkpoint = ?report.checkpoint_records,
+        scanned = report.scanned_records,
+        seconds = report.seconds,
+        "log index built"
+    );
+}
+
+/// Reads segment `file` from byte `from` to its end.
+fn read_segment_from(file: &File, path: &Path, from: u64) -> Result<Vec<u8>, StoreError> {
+    if from == 0 {
+        return read_segment(path);
+    }
+    let length = file
+        .metadata()
+        .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?
+        .len();
+    let mut bytes = vec![0u8; usize::try_from(length.saturating_sub(from)).unwrap_or(0)];
+    file.read_exact_at(&mut bytes, from)
+        .map_err(|e| StoreError::io(format!("reading {} from {from}", path.display()), e))?;
+    Ok(bytes)
+}
+
+/// A scan of a segment's tail reports offsets from where it started; the file's
+/// offsets are `from` further.
+fn shift_offset(error: StoreError, from: u64) -> StoreError {
+    match error {
+        StoreError::Corrupt {
+            file,
+            offset,
+            reason,
+            hint,
+        } => StoreError::Corrupt {
+            file,
+            offset: offset + from,
+            reason,
+            hint,
+        },
+        other => other,
+    }
 }
 
 /// BLAKE3 of each body (the hash chain), on several threads for many bodies.
@@ -293,8 +502,18 @@ impl EmbeddedStore {
 
     /// Opens the log in `dir` for writing. Takes the directory lock, recovers
     /// (dropping a torn tail with a warning, refusing on damage before it) and starts
-    /// the writer thread.
+    /// the writer thread. Index checkpoints as [`CheckpointPolicy::default`].
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        Self::open_with_checkpoints(dir, options, CheckpointPolicy::default())
+    }
+
+    /// [`EmbeddedStore::open_with`], writing index checkpoints as `policy` says.
+    /// Recovery starts from a valid `index.ckpt` whatever the policy.
+    pub fn open_with_checkpoints(
+        dir: impl AsRef<Path>,
+        options: StoreOptions,
+        policy: CheckpointPolicy,
+    ) -> Result<Self, StoreError> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)
@@ -305,7 +524,8 @@ impl EmbeddedStore {
             std::fs::remove_file(&temp)
                 .map_err(|e| StoreError::io(format!("removing {}", temp.display()), e))?;
         }
-        let mut recovered = recover(&dir)?;
+        let mut recovered = recover(&dir, Scan::FromCheckpoint)?;
+        log_open(&dir, &recovered.report);
         let (active_id, data_end) = match recovered.active {
             Some((id, data_end, _)) => (id, data_end),
             None => {
@@ -342,7 +562,13 @@ impl EmbeddedStore {
             head,
             poisoned: Mutex::new(None),
             closed: AtomicBool::new(false),
+            checkpointed: Mutex::new(recovered.covered),
         });
+        let checkpointer = if policy.enabled {
+            Some(Checkpointer::start(Arc::clone(&shared), policy.clone())?)
+        } else {
+            None
+        };
         let (sender, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer = Writer::new(Arc::clone(&shared), options, file, active_id, data_end);
         let handle = std::thread::Builder::new()
@@ -354,6 +580,9 @@ impl EmbeddedStore {
                 shared,
                 sender: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(handle)),
+                checkpointer: Mutex::new(checkpointer),
+                policy,
+                report: recovered.report,
                 _lock: Some(lock),
             }),
         })
@@ -369,7 +598,7 @@ impl EmbeddedStore {
                 dir.display()
             )));
         }
-        let recovered = recover(&dir)?;
+        let recovered = recover(&dir, Scan::FromCheckpoint)?;
         let (head, _) = watch::channel(recovered.index.next_position());
         let shared = Arc::new(Shared {
             dir,
@@ -377,15 +606,37 @@ impl EmbeddedStore {
             head,
             poisoned: Mutex::new(None),
             closed: AtomicBool::new(true),
+            checkpointed: Mutex::new(recovered.covered),
         });
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 shared,
                 sender: Mutex::new(None),
                 writer: Mutex::new(None),
+                checkpointer: Mutex::new(None),
+                policy: CheckpointPolicy {
+                    enabled: false,
+                    ..CheckpointPolicy::default()
+                },
+                report: recovered.report,
                 _lock: None,
             }),
         })
+    }
+
+    /// How this open built its index (from the checkpoint or by a full scan).
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.report
+    }
+
+    /// Writes an index checkpoint now (unless the newest one already covers every
+    /// record) and returns what the newest checkpoint covers; `None` for an empty
+    /// log. Only on a log opened for writing.
+    pub fn checkpoint(&self) -> Result<Option<Covered>, StoreError> {
+        if self.inner._lock.is_none() {
+            return Err(StoreError::ReadOnly);
+        }
+        self.inner.shared.checkpoint()
     }
 
     /// The log directory.
@@ -396,7 +647,7 @@ impl EmbeddedStore {
     /// Stops accepting appends, waits for the writer to make every queued append
     /// durable, and ends live subscriptions once they have delivered everything.
     pub fn close(&self) {
-        shutdown(&self.inner.sender, &self.inner.writer, &self.inner.shared);
+        shutdown(&self.inner);
     }
 
     /// Whether an earlier write failure poisoned the store.

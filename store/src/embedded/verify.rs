@@ -5,10 +5,12 @@
 //! last are checked. A sealed segment must be exactly its records. The active
 //! segment may end in an unfinished write (a writer may be appending right now);
 //! that is reported, not failed.
+//!
+//! It never uses the index checkpoint (`index.ckpt`): every record is read.
 
 use std::path::{Path, PathBuf};
 
-use super::recover;
+use super::{recover, Scan};
 use crate::StoreError;
 
 /// What a successful verification found.
@@ -36,7 +38,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
             dir.display()
         )));
     }
-    let recovered = recover(dir)?;
+    let recovered = recover(dir, Scan::Everything)?;
     let index = &recovered.index;
     Ok(VerifyReport {
         records: index.next_position(),
