@@ -183,7 +183,7 @@ pub fn create_segment(dir: &Path, id: u32) -> Result<File, StoreError> {
         .open(&temp)
         .map_err(|e| classify_io(format!("creating {}", temp.display()), e))?;
     file.sync_all()
-        .map_err(|e| classify_io(format!("syncing {}", temp.display()), e))?;
+        .map_err(|e| sync_error(format!("syncing {}", temp.display()), e))?;
     fs::rename(&temp, &path)
         .map_err(|e| classify_io(format!("renaming {} into place", temp.display()), e))?;
     sync_dir(dir)?;
@@ -193,13 +193,20 @@ pub fn create_segment(dir: &Path, id: u32) -> Result<File, StoreError> {
 /// Fsyncs a directory so that creations and renames in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| classify_io(format!("syncing directory {}", dir.display()), e))
+        .map_err(|e| classify_io(format!("opening directory {}", dir.display()), e))?
+        .sync_all()
+        .map_err(|e| sync_error(format!("syncing directory {}", dir.display()), e))
 }
 
 /// Writes `bytes` zero bytes at `offset` of `file` (at or past the end of its data)
 /// and syncs, so later writes to that range are overwrites of allocated blocks and
 /// `fdatasync` need not commit file-size metadata on every batch.
+///
+/// A full disk while *writing* the zeros is [`StoreError::DiskFull`]: nothing but
+/// zeros past the end of the data was touched. A failed *sync* is never
+/// `DiskFull`, whatever its errno: the kernel may have dropped the dirty pages it
+/// could not write, so the caller must not sync again and hope (see
+/// [`sync_error`]).
 pub fn zero_fill(file: &File, offset: u64, bytes: u64, path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::FileExt;
     const CHUNK_BYTES: usize = 1024 * 1024;
@@ -213,16 +220,28 @@ pub fn zero_fill(file: &File, offset: u64, bytes: u64, path: &Path) -> Result<()
         at += n as u64;
     }
     file.sync_all()
-        .map_err(|e| classify_io(format!("syncing {}", path.display()), e))
+        .map_err(|e| sync_error(format!("syncing {}", path.display()), e))
 }
 
 /// Maps ENOSPC to [`StoreError::DiskFull`] and everything else to an I/O error.
+/// Only for operations that, when they fail, leave nothing behind that a retry
+/// could trust wrongly: writes past the data, creating or renaming a file.
 pub fn classify_io(context: String, error: std::io::Error) -> StoreError {
     if error.kind() == std::io::ErrorKind::StorageFull {
         StoreError::DiskFull(format!("{context}: {error}"))
     } else {
         StoreError::io(context, error)
     }
+}
+
+/// The error of a failed `fsync`/`fdatasync`: always an I/O error, never
+/// [`StoreError::DiskFull`], even for ENOSPC (which a sync reports when delayed
+/// allocation or a thin-provisioned device runs out of space). After a failed
+/// sync the kernel may have marked the pages it could not write clean, so a
+/// second sync could succeed without them ever reaching the disk: the writer
+/// poisons the log instead of retrying (the fjall/PostgreSQL "fsyncgate" rule).
+pub fn sync_error(context: String, error: std::io::Error) -> StoreError {
+    StoreError::io(context, error)
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use tutorlog_schemas::{
 
 use super::{
     frame::{fill_frame_header, FRAME_HEADER_BYTES},
-    segment::{self, classify_io, segment_path},
+    segment::{self, classify_io, segment_path, sync_error},
     Shared, StoreOptions,
 };
 use crate::{AppendResult, ExpectedRevision, StoreError};
@@ -516,7 +516,7 @@ impl Writer {
         let sync_started = Instant::now();
         self.file
             .sync_data()
-            .map_err(|e| self.poison(classify_io(format!("syncing {}", path.display()), e)))?;
+            .map_err(|e| self.poison(sync_error(format!("syncing {}", path.display()), e)))?;
         metrics::histogram!("tutorlog_log_fsync_seconds")
             .record(sync_started.elapsed().as_secs_f64());
         Ok(())
@@ -562,9 +562,11 @@ impl Writer {
         self.file
             .set_len(self.write_offset)
             .map_err(|e| classify_io(format!("sealing {}", path.display()), e))?;
+        // A failed sync here must poison (see `sync_error`): as a full disk it
+        // would have left the log writable and the next rotation syncing again.
         self.file
             .sync_all()
-            .map_err(|e| classify_io(format!("syncing {}", path.display()), e))?;
+            .map_err(|e| sync_error(format!("syncing {}", path.display()), e))?;
         let next_id = self.segment + 1;
         let file = segment::create_segment(&self.shared.dir, next_id)?;
         let next_path = segment_path(&self.shared.dir, next_id);
@@ -654,7 +656,21 @@ mod tests {
         segment::{list_segments, scan_segment, segment_path},
         EmbeddedStore, StoreOptions,
     };
-    use crate::{conformance::test_event, EventStore, ExpectedRevision};
+    use crate::{conformance::test_event, EventStore, ExpectedRevision, StoreError};
+
+    /// A sync that fails is an I/O error, never a full disk, whatever its errno:
+    /// the writer poisons on it instead of syncing again later. (A failed sync of
+    /// a segment being sealed used to be a full disk on ENOSPC, so the next
+    /// rotation synced again.) A write that meets a full disk is one.
+    #[test]
+    fn a_failed_sync_is_never_a_full_disk() {
+        let enospc = std::io::Error::from_raw_os_error(28);
+        assert_eq!(enospc.kind(), std::io::ErrorKind::StorageFull);
+        let error = super::sync_error("syncing x".into(), enospc);
+        assert!(matches!(error, StoreError::Io { .. }), "{error:?}");
+        let write = super::classify_io("writing x".into(), std::io::Error::from_raw_os_error(28));
+        assert!(matches!(write, StoreError::DiskFull(_)), "{write:?}");
+    }
 
     /// After every acknowledged append the active segment's data is followed by a
     /// zero frame header, whether the helper or the commit zero-filled it, across
