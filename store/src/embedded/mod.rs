@@ -344,7 +344,20 @@ impl EmbeddedStore {
             closed: AtomicBool::new(false),
         });
         let (sender, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
-        let writer = Writer::new(Arc::clone(&shared), options, file, active_id, data_end);
+        // The zero-fill helper writes and syncs through its own open file, so that
+        // neither sync can swallow a writeback error the other must see.
+        let fill_file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+        let writer = Writer::new(
+            Arc::clone(&shared),
+            options,
+            file,
+            fill_file,
+            active_id,
+            data_end,
+        );
         let handle = std::thread::Builder::new()
             .name("tutorlog-log-writer".into())
             .spawn(move || writer.run(receiver))

@@ -219,6 +219,8 @@ pub fn corrupt(path: &Path, offset: usize, reason: String) -> StoreError {
 pub fn create_segment(dir: &Path, id: u32) -> Result<File, StoreError> {
     let path = segment_path(dir, id);
     let temp = dir.join(format!("{id:010}{SEGMENT_SUFFIX}{TEMP_SUFFIX}"));
+    #[cfg(test)]
+    full_disk::check(dir, "creating a segment")?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -247,13 +249,15 @@ pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// `fdatasync` need not commit file-size metadata on every batch.
 ///
 /// A full disk while *writing* the zeros is [`StoreError::DiskFull`]: nothing but
-/// zeros past the end of the data was touched. A failed *sync* is never
-/// `DiskFull`, whatever its errno: the kernel may have dropped the dirty pages it
-/// could not write, so the caller must not sync again and hope (see
-/// [`sync_error`]).
+/// zeros past the end of the data was touched, and the caller may try again once
+/// space is freed. A failed *sync* is never `DiskFull`, whatever its errno: the
+/// kernel may have dropped the dirty pages it could not write, so the caller must
+/// not sync again and hope (see [`sync_error`]).
 pub fn zero_fill(file: &File, offset: u64, bytes: u64, path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::FileExt;
     const CHUNK_BYTES: usize = 1024 * 1024;
+    #[cfg(test)]
+    full_disk::check(path, "preallocating")?;
     let zeros = vec![0u8; CHUNK_BYTES.min(usize::try_from(bytes).unwrap_or(CHUNK_BYTES))];
     let mut at = offset;
     let end = offset + bytes;
@@ -286,6 +290,41 @@ pub fn classify_io(context: String, error: std::io::Error) -> StoreError {
 /// poisons the log instead of retrying (the fjall/PostgreSQL "fsyncgate" rule).
 pub fn sync_error(context: String, error: std::io::Error) -> StoreError {
     StoreError::io(context, error)
+}
+
+/// Test-only fault injection: a unit test cannot fill a real disk (the tmpfs test
+/// in `tests/faults_disk_full.rs` does, where mounting is allowed), so zero-fills
+/// and segment creations under a directory marked here fail with ENOSPC, before
+/// writing anything, as they would on a full disk.
+#[cfg(test)]
+pub(crate) mod full_disk {
+    use std::path::{Path, PathBuf};
+
+    use parking_lot::Mutex;
+
+    use crate::StoreError;
+
+    static FULL: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    /// Marks the disk of `dir` full (or frees it).
+    pub(crate) fn set(dir: &Path, full: bool) {
+        let mut dirs = FULL.lock();
+        dirs.retain(|d| d != dir);
+        if full {
+            dirs.push(dir.to_path_buf());
+        }
+    }
+
+    /// `DiskFull` when `path` lies under a directory marked full.
+    pub(crate) fn check(path: &Path, what: &str) -> Result<(), StoreError> {
+        if FULL.lock().iter().any(|dir| path.starts_with(dir)) {
+            return Err(StoreError::DiskFull(format!(
+                "{what} {}: No space left on device (injected)",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
