@@ -17,7 +17,7 @@ use super::{
     endpoint,
     sse::Flow,
     vendor_reason,
-    wire::{self, Framing, Reporter, StreamParser},
+    wire::{Framing, Reporter, StreamParser},
     Adapter, Auth, Http,
 };
 use crate::gateway::types::{
@@ -349,22 +349,20 @@ impl Adapter for Anthropic {
         request: &ChatRequest,
         timeout: Duration,
     ) -> Result<EventStream, ProviderError> {
-        let response = self
-            .http
-            .open_stream(self.url.clone(), body(request, true), timeout)
-            .await?;
-        let reporter = self.http.reporter().clone();
-        Ok(wire::event_stream(
-            wire::body_chunks(response, reporter.clone()),
-            Framing::Sse,
-            Parser {
-                reporter: reporter.clone(),
-                input_tokens: 0,
-                output_tokens: 0,
-                usage_seen: false,
-            },
-            reporter,
-        ))
+        self.http
+            .stream(
+                self.url.clone(),
+                body(request, true),
+                timeout,
+                Framing::Sse,
+                |reporter| Parser {
+                    reporter,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    usage_seen: false,
+                },
+            )
+            .await
     }
 }
 

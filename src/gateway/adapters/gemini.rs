@@ -17,7 +17,7 @@ use super::{
     endpoint,
     sse::Flow,
     vendor_reason,
-    wire::{self, Framing, Reporter, StreamParser},
+    wire::{Framing, Reporter, StreamParser},
     Adapter, Auth, Http,
 };
 use crate::gateway::types::{
@@ -332,21 +332,19 @@ impl Adapter for Gemini {
         request: &ChatRequest,
         timeout: Duration,
     ) -> Result<EventStream, ProviderError> {
-        let response = self
-            .http
-            .open_stream(self.url(&request.model, true), body(request), timeout)
-            .await?;
-        let reporter = self.http.reporter().clone();
-        Ok(wire::event_stream(
-            wire::body_chunks(response, reporter.clone()),
-            Framing::Sse,
-            Parser {
-                reporter: reporter.clone(),
-                finished: false,
-                usage: None,
-            },
-            reporter,
-        ))
+        self.http
+            .stream(
+                self.url(&request.model, true),
+                body(request),
+                timeout,
+                Framing::Sse,
+                |reporter| Parser {
+                    reporter,
+                    finished: false,
+                    usage: None,
+                },
+            )
+            .await
     }
 }
 

@@ -315,6 +315,26 @@ impl Http {
         .await
     }
 
+    /// POSTs `body` for a streamed answer and decodes it with the parser
+    /// `parser` builds (given this provider's reporter), in `framing`.
+    pub(crate) async fn stream<P: wire::StreamParser>(
+        &self,
+        url: Url,
+        body: Result<Vec<u8>, serde_json::Error>,
+        timeout: Duration,
+        framing: wire::Framing,
+        parser: impl FnOnce(wire::Reporter) -> P,
+    ) -> Result<EventStream, ProviderError> {
+        let response = self.open_stream(url, body, timeout).await?;
+        let reporter = self.reporter.clone();
+        Ok(wire::event_stream(
+            wire::body_chunks(response, reporter.clone()),
+            framing,
+            parser(reporter.clone()),
+            reporter,
+        ))
+    }
+
     fn encoded(&self, body: Result<Vec<u8>, serde_json::Error>) -> Result<Vec<u8>, ProviderError> {
         // Our own request types always serialize; a failure is a bad request, not
         // the provider's fault.

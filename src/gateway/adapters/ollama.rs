@@ -16,7 +16,7 @@ use super::{
     endpoint,
     sse::Flow,
     vendor_reason,
-    wire::{self, Framing, Reporter, StreamParser},
+    wire::{Framing, Reporter, StreamParser},
     Adapter, Auth, Http,
 };
 use crate::gateway::types::{
@@ -200,19 +200,15 @@ impl Adapter for Ollama {
         request: &ChatRequest,
         timeout: Duration,
     ) -> Result<EventStream, ProviderError> {
-        let response = self
-            .http
-            .open_stream(self.url.clone(), body(request, true), timeout)
-            .await?;
-        let reporter = self.http.reporter().clone();
-        Ok(wire::event_stream(
-            wire::body_chunks(response, reporter.clone()),
-            Framing::Ndjson,
-            Parser {
-                reporter: reporter.clone(),
-            },
-            reporter,
-        ))
+        self.http
+            .stream(
+                self.url.clone(),
+                body(request, true),
+                timeout,
+                Framing::Ndjson,
+                |reporter| Parser { reporter },
+            )
+            .await
     }
 }
 

@@ -16,7 +16,7 @@ use super::{
     classify::{ApiKey, Failure},
     endpoint,
     sse::Flow,
-    wire::{self, Framing, Reporter, StreamParser},
+    wire::{Framing, Reporter, StreamParser},
     Adapter, Auth, Http,
 };
 use crate::gateway::types::{
@@ -239,19 +239,15 @@ impl Adapter for OpenAi {
         request: &ChatRequest,
         timeout: Duration,
     ) -> Result<EventStream, ProviderError> {
-        let response = self
-            .http
-            .open_stream(self.url.clone(), body(request, true), timeout)
-            .await?;
-        let reporter = self.http.reporter().clone();
-        Ok(wire::event_stream(
-            wire::body_chunks(response, reporter.clone()),
-            Framing::Sse,
-            Parser {
-                reporter: reporter.clone(),
-            },
-            reporter,
-        ))
+        self.http
+            .stream(
+                self.url.clone(),
+                body(request, true),
+                timeout,
+                Framing::Sse,
+                |reporter| Parser { reporter },
+            )
+            .await
     }
 }
 

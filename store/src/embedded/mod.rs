@@ -521,7 +521,11 @@ impl Shared {
                 position += count as u64;
             }
         }
-        let mut events = Vec::with_capacity(max.min(4096));
+        // Exactly what the ranges hold: a live subscription's read usually finds a
+        // handful of events or none, and a `max`-sized guess (160 KB for 1,024
+        // events) was a fresh large allocation, page faults included, every time.
+        let total: usize = ranges.iter().map(|range| range.4).sum();
+        let mut events = Vec::with_capacity(total);
         for (segment, file, start, end, count) in ranges {
             self.read_range(segment, &file, start, end, count, &mut events)?;
         }
@@ -835,10 +839,18 @@ impl SubscriptionSource for LogSubscription {
             }
             // Mark the head as seen before reading, so an append that lands after the
             // read below still wakes us.
-            self.head.borrow_and_update();
+            let head = *self.head.borrow_and_update();
             let closed = self.shared.closed.load(Ordering::SeqCst);
-            if let Err(error) = self.fill().await {
-                return Some(Err(error));
+            // `$all` caught up with the head (the next position, published after
+            // the index): nothing to read until it moves. This skips the empty read
+            // (a `spawn_blocking` round trip) that followed every delivered batch.
+            // After close, read anyway: the head seen above may predate the last
+            // batch.
+            let caught_up = self.stream.is_none() && self.cursor >= head && !closed;
+            if !caught_up {
+                if let Err(error) = self.fill().await {
+                    return Some(Err(error));
+                }
             }
             if !self.buffer.is_empty() {
                 continue;

@@ -229,3 +229,54 @@ async fn oversized_and_empty_appends_are_client_errors() {
         .is_client_error());
     assert_eq!(store.last_position(), None);
 }
+
+/// A caught-up `$all` subscription skips reading until the head moves: it still
+/// wakes for each new batch, and after a close it delivers everything that was
+/// written before it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_up_all_subscription_wakes_for_new_batches_and_drains_on_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    store
+        .append("s-1", ExpectedRevision::Any, vec![test_event("a")])
+        .await
+        .expect("append");
+    let mut all = store.subscribe_all(1);
+    let timeout = std::time::Duration::from_secs(10);
+    // Caught up: nothing arrives until an append.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(100), all.next())
+            .await
+            .is_err(),
+        "a caught-up subscription must wait"
+    );
+    for round in 0..5u64 {
+        store
+            .append("s-2", ExpectedRevision::Any, vec![test_event("b")])
+            .await
+            .expect("append");
+        let event = tokio::time::timeout(timeout, all.next())
+            .await
+            .expect("woken by the append")
+            .expect("not ended")
+            .expect("event");
+        assert_eq!(event.position, 1 + round);
+    }
+    // Appends then close, without reading in between: all of them come out, then
+    // the end.
+    for _ in 0..3 {
+        store
+            .append("s-3", ExpectedRevision::Any, vec![test_event("c")])
+            .await
+            .expect("append");
+    }
+    store.close();
+    let mut after_close = Vec::new();
+    while let Some(event) = tokio::time::timeout(timeout, all.next())
+        .await
+        .expect("ends after close")
+    {
+        after_close.push(event.expect("event").position);
+    }
+    assert_eq!(after_close, [6, 7, 8]);
+}
