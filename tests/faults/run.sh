@@ -20,9 +20,9 @@ for arg in "$@"; do
   esac
 done
 
+# The same profile as a plain `cargo test` (CI), so the build is shared with it
+# rather than redone under other settings.
 export CARGO_TERM_COLOR=never
-export CARGO_PROFILE_DEV_DEBUG=line-tables-only
-export CARGO_PROFILE_TEST_DEBUG=line-tables-only
 if [ "$long" = 1 ]; then
   export TUTORLOG_FAULTS_LONG=1
 fi
