@@ -105,6 +105,10 @@ pub(crate) struct Shared {
     head: watch::Sender<u64>,
     poisoned: Mutex<Option<String>>,
     closed: AtomicBool,
+    /// An append was refused for a full disk and the log has not since been able
+    /// to zero-fill a whole step ahead (so space is still short). Mirrored by the
+    /// gauge `tutorlog_log_disk_full`.
+    disk_full: AtomicBool,
 }
 
 struct Inner {
@@ -342,6 +346,7 @@ impl EmbeddedStore {
             head,
             poisoned: Mutex::new(None),
             closed: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
         });
         let (sender, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
         // The zero-fill helper writes and syncs through its own open file, so that
@@ -390,6 +395,7 @@ impl EmbeddedStore {
             head,
             poisoned: Mutex::new(None),
             closed: AtomicBool::new(true),
+            disk_full: AtomicBool::new(false),
         });
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -415,6 +421,14 @@ impl EmbeddedStore {
     /// Whether an earlier write failure poisoned the store.
     pub fn poisoned(&self) -> Option<String> {
         self.inner.shared.poisoned.lock().clone()
+    }
+
+    /// Whether the log is short of disk space: an append was refused for a full
+    /// disk, and no whole zero-fill step has succeeded since (the gauge
+    /// `tutorlog_log_disk_full`). Appends that fit in the zeros already allocated
+    /// may still succeed meanwhile; they do not clear it.
+    pub fn disk_full(&self) -> bool {
+        self.inner.shared.disk_full.load(Ordering::SeqCst)
     }
 
     /// Number of distinct streams.

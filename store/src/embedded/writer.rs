@@ -119,6 +119,8 @@ pub struct Writer {
 struct Filler {
     state: Mutex<FillState>,
     changed: Condvar,
+    /// For the disk-full flag, which a successful fill clears.
+    shared: Arc<Shared>,
 }
 
 struct FillState {
@@ -174,6 +176,8 @@ impl Filler {
             match result {
                 Ok(()) => {
                     state.allocated = state.allocated.max(to);
+                    // A whole step of zeros fitted: there is room again.
+                    set_disk_full(&self.shared, false);
                     metrics::counter!("tutorlog_log_zero_fills_ahead_total").increment(1);
                     metrics::histogram!("tutorlog_log_zero_fill_seconds")
                         .record(started.elapsed().as_secs_f64());
@@ -223,6 +227,7 @@ impl Writer {
                 stop: false,
             }),
             changed: Condvar::new(),
+            shared: Arc::clone(&shared),
         });
         let (next_position, last_hash, last_micros) = {
             let index = shared.index.read();
@@ -490,7 +495,6 @@ impl Writer {
         buffer.clear();
         self.last_micros = now_micros;
         self.publish(&part.staged, &part.streams, now_micros);
-        metrics::gauge!("tutorlog_log_disk_full").set(0.0);
         metrics::counter!("tutorlog_log_appends_total").increment(part.pending.len() as u64);
         metrics::counter!("tutorlog_log_events_total").increment(part.event_count);
         metrics::counter!("tutorlog_log_fsync_batches_total").increment(1);
@@ -658,6 +662,11 @@ impl Writer {
         match result {
             Ok(filled) => {
                 state.allocated = from + filled;
+                // Only a whole step shows the disk has room again: the bytes one
+                // batch needs can fit in a page a nearly full disk already holds.
+                if filled == step {
+                    set_disk_full(&self.shared, false);
+                }
                 state.failed = None;
                 state.failed_at = None;
                 metrics::counter!("tutorlog_log_zero_fills_in_commit_total").increment(1);
@@ -806,7 +815,7 @@ impl Writer {
     fn poison_unless_recoverable(&self, error: StoreError) -> StoreError {
         match error {
             StoreError::DiskFull(_) => {
-                refused_for_full_disk(1);
+                refused_for_full_disk(&self.shared, 1);
                 error
             }
             other => self.poison(other),
@@ -815,7 +824,7 @@ impl Writer {
 
     fn fail_all(&self, pending: Vec<Pending>, error: &StoreError) {
         if matches!(error, StoreError::DiskFull(_)) {
-            refused_for_full_disk(pending.len());
+            refused_for_full_disk(&self.shared, pending.len());
         }
         for entry in pending {
             let _ignored_if_caller_left = entry.reply.send(Err(error.clone_for_reply()));
@@ -823,11 +832,22 @@ impl Writer {
     }
 }
 
-/// Counts `appends` refused for a full disk and raises the disk-full gauge (the
-/// next durable commit lowers it).
-fn refused_for_full_disk(appends: usize) {
+/// Counts `appends` refused for a full disk and raises the disk-full flag and
+/// gauge.
+fn refused_for_full_disk(shared: &Shared, appends: usize) {
     metrics::counter!("tutorlog_log_disk_full_total").increment(appends as u64);
-    metrics::gauge!("tutorlog_log_disk_full").set(1.0);
+    set_disk_full(shared, true);
+}
+
+/// Sets the disk-full flag and its gauge. It is lowered only by a zero-fill of a
+/// whole step, not by the next durable commit: on a nearly full disk small
+/// appends that fit in zeros already allocated succeed between refusals, and
+/// the gauge must not read "not full" while writes are still being refused.
+fn set_disk_full(shared: &Shared, full: bool) {
+    shared
+        .disk_full
+        .store(full, std::sync::atomic::Ordering::SeqCst);
+    metrics::gauge!("tutorlog_log_disk_full").set(if full { 1.0 } else { 0.0 });
 }
 
 impl StoreError {
@@ -948,6 +968,79 @@ mod tests {
             assert_eq!(store.poisoned(), None, "a refused rotation does not poison");
         }
         assert!(refused > 0, "some appends met the full disk at a rotation");
+        assert_acknowledged_intact(dir.path(), store, &acked);
+    }
+
+    /// The disk-full flag (and so the gauge `tutorlog_log_disk_full`) stays up
+    /// while the disk is full even when a small append, fitting in zeros already
+    /// allocated, succeeds between refusals; it comes down once space is freed and
+    /// a whole zero-fill step fits. (The gauge used to drop to 0 on any durable
+    /// commit, so it read "not full" while writes were being refused: seen in the
+    /// long disk-full suite.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_disk_full_flag_stays_up_while_small_appends_fit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = StoreOptions {
+            segment_bytes: 64 * 1024,
+            preallocate_bytes: 4096,
+        };
+        let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
+        let mut acked: Vec<(AppendResult, String)> = Vec::new();
+        let mut fitted_while_full = 0;
+        for round in 0..6 {
+            full_disk::set(dir.path(), true);
+            // Fill what is allocated with ever smaller appends: the first refusal
+            // raises the flag; smaller ones may still fit after it.
+            let mut refused = false;
+            let mut size = 1500;
+            while size > 0 {
+                let label = format!("r{round}-{size}-{}", "f".repeat(size));
+                match store
+                    .append("s", ExpectedRevision::Any, vec![test_event(&label)])
+                    .await
+                {
+                    Ok(result) => {
+                        acked.push((result, label));
+                        if refused {
+                            fitted_while_full += 1;
+                            assert!(
+                                store.disk_full(),
+                                "round {round}: an append that fitted cleared the flag"
+                            );
+                        }
+                    }
+                    Err(StoreError::DiskFull(_)) => {
+                        refused = true;
+                        assert!(store.disk_full(), "round {round}: refused, flag up");
+                        size /= 2;
+                    }
+                    Err(other) => panic!("expected a full disk, got {other}"),
+                }
+            }
+            assert!(
+                refused,
+                "round {round}: the disk-full injection refused nothing"
+            );
+            full_disk::set(dir.path(), false);
+            // Once space is freed, appends zero-fill whole steps again.
+            for i in 0..100 {
+                if !store.disk_full() {
+                    break;
+                }
+                let label = format!("r{round}-free{i}-{}", "g".repeat(1500));
+                let result = store
+                    .append("s", ExpectedRevision::Any, vec![test_event(&label)])
+                    .await
+                    .expect("appends work once space is freed");
+                acked.push((result, label));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(!store.disk_full(), "round {round}: the flag came down");
+        }
+        assert!(
+            fitted_while_full > 0,
+            "no small append fitted after a refusal in any round"
+        );
         assert_acknowledged_intact(dir.path(), store, &acked);
     }
 
