@@ -106,7 +106,7 @@ pub(crate) struct Shared {
     poisoned: Mutex<Option<String>>,
     closed: AtomicBool,
     /// An append was refused for a full disk and the log has not since been able
-    /// to zero-fill a whole step ahead (so space is still short). Mirrored by the
+    /// to zero-fill (allocate) any new space. Mirrored by the
     /// gauge `tutorlog_log_disk_full`.
     disk_full: AtomicBool,
 }
@@ -424,7 +424,7 @@ impl EmbeddedStore {
     }
 
     /// Whether the log is short of disk space: an append was refused for a full
-    /// disk, and no whole zero-fill step has succeeded since (the gauge
+    /// disk, and no zero-fill has allocated new space since (the gauge
     /// `tutorlog_log_disk_full`). Appends that fit in the zeros already allocated
     /// may still succeed meanwhile; they do not clear it.
     pub fn disk_full(&self) -> bool {

@@ -176,7 +176,7 @@ impl Filler {
             match result {
                 Ok(()) => {
                     state.allocated = state.allocated.max(to);
-                    // A whole step of zeros fitted: there is room again.
+                    // New zeros were allocated: there is room again.
                     set_disk_full(&self.shared, false);
                     metrics::counter!("tutorlog_log_zero_fills_ahead_total").increment(1);
                     metrics::histogram!("tutorlog_log_zero_fill_seconds")
@@ -662,11 +662,10 @@ impl Writer {
         match result {
             Ok(filled) => {
                 state.allocated = from + filled;
-                // Only a whole step shows the disk has room again: the bytes one
-                // batch needs can fit in a page a nearly full disk already holds.
-                if filled == step {
-                    set_disk_full(&self.shared, false);
-                }
+                // New zeros were allocated: the disk took bytes again. (A whole
+                // step is not required: on a nearly full disk one may never fit
+                // while appends succeed.)
+                set_disk_full(&self.shared, false);
                 state.failed = None;
                 state.failed_at = None;
                 metrics::counter!("tutorlog_log_zero_fills_in_commit_total").increment(1);
@@ -839,10 +838,11 @@ fn refused_for_full_disk(shared: &Shared, appends: usize) {
     set_disk_full(shared, true);
 }
 
-/// Sets the disk-full flag and its gauge. It is lowered only by a zero-fill of a
-/// whole step, not by the next durable commit: on a nearly full disk small
-/// appends that fit in zeros already allocated succeed between refusals, and
-/// the gauge must not read "not full" while writes are still being refused.
+/// Sets the disk-full flag and its gauge. It is lowered only by a zero-fill that
+/// allocated new zeros (the helper's, or a commit's), not by every durable
+/// commit: on a full disk small appends that fit in zeros already allocated
+/// succeed between refusals, and the gauge must not read "not full" while
+/// writes are still being refused.
 fn set_disk_full(shared: &Shared, full: bool) {
     shared
         .disk_full
@@ -974,7 +974,7 @@ mod tests {
     /// The disk-full flag (and so the gauge `tutorlog_log_disk_full`) stays up
     /// while the disk is full even when a small append, fitting in zeros already
     /// allocated, succeeds between refusals; it comes down once space is freed and
-    /// a whole zero-fill step fits. (The gauge used to drop to 0 on any durable
+    /// a zero-fill allocates new space. (The gauge used to drop to 0 on any durable
     /// commit, so it read "not full" while writes were being refused: seen in the
     /// long disk-full suite.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1022,7 +1022,7 @@ mod tests {
                 "round {round}: the disk-full injection refused nothing"
             );
             full_disk::set(dir.path(), false);
-            // Once space is freed, appends zero-fill whole steps again.
+            // Once space is freed, appends zero-fill new space again.
             for i in 0..100 {
                 if !store.disk_full() {
                     break;
