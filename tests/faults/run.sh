@@ -2,8 +2,8 @@
 # Runs the four fault-injection suites (see tests/faults/README.md), one after
 # the other, and prints how long each took.
 #
-#   tests/faults/run.sh          short mode (what CI runs; ~2.5 min on 2 cores)
-#   tests/faults/run.sh --long   long mode (100 crash cycles etc.; ~1 h)
+#   tests/faults/run.sh          short mode (what CI runs; ~1.5 min on 2 cores)
+#   tests/faults/run.sh --long   long mode (100 crash cycles etc.; ~1 h 15 min)
 #
 # Environment: TUTORLOG_FAULTS_SEED=N repeats a run; TUTORLOG_FAULTS_CYCLES=N
 # overrides every suite's count; TUTORLOG_FAULTS_REQUIRE_MOUNT=1 turns "cannot
