@@ -21,11 +21,20 @@
 //! the stream and decides the unacknowledged commands again, once. Any other
 //! append failure is replied to the durable waiters, and the actor reloads from the
 //! log (the truth) before it decides again.
+//!
+//! Commands nobody waits for ([`Ack::None`]: a budget's commits and releases, a
+//! circuit's outcomes) have no caller to tell, and dropping them would lose facts
+//! (a call that was made and must be paid for stays "reserved" for ever). When the
+//! log refuses an append for a reason that passes (a full disk, a backend that is
+//! briefly unavailable) they are kept and decided again on the reloaded state, and
+//! sent again after [`APPEND_RETRY_AFTER`], until the log takes them. A poisoned or
+//! closed log does not pass; a restart replays the log, where a strict reservation
+//! without its commit still counts as spent.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tutorlog_store::{AppendResult, EventStore, ExpectedRevision, StoreError, READ_EVENTS_MAX};
@@ -34,6 +43,12 @@ use uuid::Uuid;
 use crate::aggregate::{flatten_call, CommandError, CommandMeta, Versioned};
 use crate::clock::Clock;
 use crate::decider::{Decider, LogEvent};
+
+/// How long after a refused append the commands kept for a retry are sent again.
+pub const APPEND_RETRY_AFTER: Duration = Duration::from_millis(500);
+/// Most unacknowledged commands kept for a retry; beyond, the oldest are dropped
+/// (with an error in the log) so a log that never recovers cannot exhaust memory.
+pub const RETRY_KEPT_MAX: usize = 65_536;
 
 /// What a pipelined command decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +120,8 @@ pub enum PipelineMsg<D: Decider> {
     GetState(RpcReplyPort<Result<Versioned<D::State>, CommandError>>),
     /// Reply once nothing is pending or in flight (for shutdown).
     Drain(RpcReplyPort<()>),
+    /// Send what was kept after a refused append (scheduled by the actor itself).
+    Retry,
 }
 
 /// What a [`Pipelined`] actor is started with.
@@ -162,6 +179,9 @@ pub struct PipelineState<D: Decider> {
     in_flight: Option<Vec<Entry<D>>>,
     drain_waiters: Vec<RpcReplyPort<()>>,
     stale: bool,
+    /// No append is sent before this (set after an append the log refused for a
+    /// reason that passes; a [`PipelineMsg::Retry`] is due then).
+    retry_at: Option<Instant>,
 }
 
 /// A copy of a store error for the second and later waiters of a failed batch
@@ -309,11 +329,15 @@ where
         self.flush(myself);
     }
 
-    /// Sends the pending batch if nothing is in flight.
+    /// Sends the pending batch if nothing is in flight (and no retry is waited for).
     fn flush(&mut self, myself: &ActorRef<PipelineMsg<D>>) {
         if self.in_flight.is_some() || self.pending.is_empty() {
             return;
         }
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        self.retry_at = None;
         let batch = std::mem::take(&mut self.pending);
         let mut records = Vec::new();
         for entry in &batch {
@@ -388,12 +412,13 @@ where
             }
             Err(error) => {
                 tracing::warn!(stream = %self.stream, %error, "append failed; reloading from the log");
-                for entry in batch {
-                    entry.ack.send(Err(duplicate(&error).into()));
-                }
+                let kept = self.keep_unacknowledged(myself, batch, &error);
                 // What was decided after the failed batch rests on it: decide again
-                // on the log's truth.
+                // on the log's truth, the kept commands first (they came first).
                 self.stale = true;
+                let mut pending = kept;
+                pending.append(&mut self.pending);
+                self.pending = pending;
                 if let Err(error) = self.reload().await {
                     let pending = std::mem::take(&mut self.pending);
                     self.fail_all(pending, &error);
@@ -402,6 +427,41 @@ where
         }
         self.flush(myself);
         self.notify_drained();
+    }
+
+    /// Answers the waiters of a refused batch with the error and returns the
+    /// commands nobody waits for, to be decided and sent again, when the refusal
+    /// passes (see the module docs); schedules that retry.
+    fn keep_unacknowledged(
+        &mut self,
+        myself: &ActorRef<PipelineMsg<D>>,
+        batch: Vec<Entry<D>>,
+        error: &StoreError,
+    ) -> Vec<Entry<D>> {
+        let passes = matches!(error, StoreError::DiskFull(_) | StoreError::Unavailable(_));
+        let mut kept = Vec::new();
+        for mut entry in batch {
+            if passes && matches!(entry.ack, Ack::None) {
+                // Deciding it again is not a conflict redo.
+                entry.redone = false;
+                kept.push(entry);
+            } else {
+                entry.ack.send(Err(duplicate(error).into()));
+            }
+        }
+        let over = (kept.len() + self.pending.len()).saturating_sub(RETRY_KEPT_MAX);
+        if over > 0 {
+            let dropped = over.min(kept.len());
+            tracing::error!(stream = %self.stream, dropped, "too many commands waiting for the log; dropping the oldest");
+            kept.drain(..dropped);
+        }
+        if !kept.is_empty() {
+            tracing::warn!(stream = %self.stream, kept = kept.len(), "keeping unacknowledged commands to send again");
+            self.retry_at = Some(Instant::now() + APPEND_RETRY_AFTER);
+            // Fire and forget: if the actor is gone, so is what it kept.
+            drop(myself.send_after(APPEND_RETRY_AFTER, || PipelineMsg::Retry));
+        }
+        kept
     }
 
     fn notify_drained(&mut self) {
@@ -456,6 +516,7 @@ where
             in_flight: None,
             drain_waiters: Vec::new(),
             stale: true,
+            retry_at: None,
         };
         // Hot aggregates are started once, at daemon start: load now so the
         // published view is right before the first request.
@@ -487,6 +548,15 @@ where
                 state.execute(&myself, command, meta, ack, defer);
             }
             PipelineMsg::Appended(result) => state.appended(&myself, result).await,
+            PipelineMsg::Retry => {
+                state.retry_at = None;
+                if state.stale && state.in_flight.is_none() {
+                    if let Err(error) = state.reload().await {
+                        tracing::warn!(stream = %state.stream, %error, "reload before a retry failed");
+                    }
+                }
+                state.flush(&myself);
+            }
             PipelineMsg::Drain(reply) => {
                 state.drain_waiters.push(reply);
                 state.notify_drained();

@@ -408,19 +408,39 @@ pub(crate) fn read_file(dir: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
 
 /// Replaces `name`'s snapshot with `bytes` durably: temporary file, fsync, rename,
 /// directory fsync. A crash at any point leaves the old or the new snapshot whole.
+///
+/// When writing the temporary file fails (typically a full disk), it is removed:
+/// left behind it would hold the space of a whole model on a disk that has none
+/// to spare, until the next snapshot happened to succeed.
 #[cfg(test)]
 pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let temporary = temporary_path(dir, name);
+    let written = write_temporary(&temporary, bytes)
+        .and_then(|()| fs::rename(&temporary, snapshot_path(dir, name)));
+    if let Err(error) = written {
+        match fs::remove_file(&temporary) {
+            Ok(()) => {}
+            Err(gone) if gone.kind() == io::ErrorKind::NotFound => {}
+            Err(remove) => tracing::warn!(
+                path = %temporary.display(),
+                error = %remove,
+                "could not remove a failed snapshot's temporary file"
+            ),
+        }
+        return Err(error);
+    }
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+fn write_temporary(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&temporary)?;
+        .open(path)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&temporary, snapshot_path(dir, name))?;
-    File::open(dir)?.sync_all()
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -543,6 +563,32 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!(read_file(dir.path(), "demo").expect("read"), Some(first));
         assert!(!temporary_path(dir.path(), "demo").exists());
+    }
+
+    /// A snapshot that cannot be put in place (here the target is a directory; in
+    /// production, mostly a full disk) leaves no temporary file behind: it would
+    /// hold the space of a whole model on a disk that has none to spare.
+    #[test]
+    fn a_failed_write_removes_its_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(snapshot_path(dir.path(), "demo")).expect("blocker");
+        std::fs::write(snapshot_path(dir.path(), "demo").join("keep"), b"not empty")
+            .expect("blocker file");
+        let snapshot = sample();
+        let failed = write_streamed(dir.path(), "demo", |out| {
+            out.write_all(&snapshot.model_json)
+                .map_err(|e| e.to_string())?;
+            Ok(SnapshotMeta {
+                projection_version: snapshot.projection_version,
+                next_position: snapshot.next_position,
+                last_event_id: snapshot.last_event_id,
+            })
+        });
+        assert!(failed.is_err());
+        assert!(
+            !temporary_path(dir.path(), "demo").exists(),
+            "the temporary file is removed"
+        );
     }
 
     #[test]

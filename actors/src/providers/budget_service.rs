@@ -433,6 +433,119 @@ mod tests {
         }
     }
 
+    /// A log whose appends can be refused as if its disk were full.
+    struct FullDisk {
+        inner: EmbeddedStore,
+        full: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl EventStore for FullDisk {
+        async fn append(
+            &self,
+            stream: &str,
+            expected: tutorlog_store::ExpectedRevision,
+            events: Vec<tutorlog_schemas::NewEvent>,
+        ) -> Result<tutorlog_store::AppendResult, tutorlog_store::StoreError> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(tutorlog_store::StoreError::DiskFull("injected".into()));
+            }
+            self.inner.append(stream, expected, events).await
+        }
+        async fn read_stream(
+            &self,
+            stream: &str,
+            from: u64,
+            max: usize,
+        ) -> Result<Vec<tutorlog_schemas::RecordedEvent>, tutorlog_store::StoreError> {
+            self.inner.read_stream(stream, from, max).await
+        }
+        async fn read_all(
+            &self,
+            from: u64,
+            max: usize,
+        ) -> Result<Vec<tutorlog_schemas::RecordedEvent>, tutorlog_store::StoreError> {
+            self.inner.read_all(from, max).await
+        }
+        async fn stream_revision(
+            &self,
+            stream: &str,
+        ) -> Result<Option<u64>, tutorlog_store::StoreError> {
+            self.inner.stream_revision(stream).await
+        }
+        fn last_position(&self) -> Option<u64> {
+            self.inner.last_position()
+        }
+        fn subscribe_all(&self, from: u64) -> tutorlog_store::Subscription {
+            self.inner.subscribe_all(from)
+        }
+        fn subscribe_stream(&self, stream: &str, from: u64) -> tutorlog_store::Subscription {
+            self.inner.subscribe_stream(stream, from)
+        }
+    }
+
+    /// A commit (sent without waiting) that the log refuses for a full disk is
+    /// kept and sent again once space is freed: the reservation is closed, not left
+    /// open for ever. A reservation refused meanwhile gets the error.
+    #[tokio::test]
+    async fn a_commit_refused_for_a_full_disk_is_sent_again_once_space_is_freed() {
+        for mode in [ReservationMode::Strict, ReservationMode::Fast] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let disk = Arc::new(FullDisk {
+                inner: EmbeddedStore::open(dir.path()).expect("open"),
+                full: std::sync::atomic::AtomicBool::new(false),
+            });
+            let store: Arc<dyn EventStore> = disk.clone();
+            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
+            let limits = Limits {
+                monthly_micros: 10_000,
+                per_request_micros: 0,
+            };
+            let handle = BudgetHandle::start(
+                "p",
+                limits,
+                mode,
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("start");
+            handle.reserve(request(1, 4_000)).await.expect("reserve");
+            disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
+            handle.commit(Uuid::from_u128(1), 1_000, 3, 4, "p1");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if mode == ReservationMode::Strict {
+                let refused = handle.reserve(request(2, 1_000)).await;
+                assert!(
+                    refused.is_err(),
+                    "{mode:?}: a durable reservation fails on a full disk"
+                );
+            }
+            disk.full.store(false, std::sync::atomic::Ordering::SeqCst);
+            let mut closed = false;
+            for _ in 0..100 {
+                let durable = handle.durable_state().await.expect("state").state;
+                if durable.open.is_empty() && durable.totals(&period_of(clock.now())).commits == 1 {
+                    closed = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(closed, "{mode:?}: the kept commit reached the log");
+            handle.shutdown().await;
+            let after =
+                BudgetHandle::start("p", limits, mode, store, clock, Duration::from_secs(10))
+                    .await
+                    .expect("restart");
+            let snapshot = after.snapshot();
+            assert_eq!(snapshot.open_reservations, 0, "{mode:?}");
+            assert_eq!(snapshot.totals.committed_micros, 1_000, "{mode:?}");
+            assert_eq!(snapshot.remaining_micros, Some(9_000), "{mode:?}");
+            after.shutdown().await;
+        }
+    }
+
     #[tokio::test]
     async fn fast_mode_appends_the_reservation_with_its_commit() {
         let dir = tempfile::tempdir().expect("tempdir");

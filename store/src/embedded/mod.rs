@@ -112,6 +112,10 @@ pub(crate) struct Shared {
     /// What the newest index checkpoint (written or loaded) covers; held while one
     /// is written, so two are never written at once.
     checkpointed: Mutex<Option<Covered>>,
+    /// An append was refused for a full disk and the log has not since been able
+    /// to zero-fill (allocate) any new space. Mirrored by the
+    /// gauge `tutorlog_log_disk_full`.
+    disk_full: AtomicBool,
 }
 
 impl Shared {
@@ -563,6 +567,7 @@ impl EmbeddedStore {
             poisoned: Mutex::new(None),
             closed: AtomicBool::new(false),
             checkpointed: Mutex::new(recovered.covered),
+            disk_full: AtomicBool::new(false),
         });
         let checkpointer = if policy.enabled {
             Some(Checkpointer::start(Arc::clone(&shared), policy.clone())?)
@@ -570,7 +575,20 @@ impl EmbeddedStore {
             None
         };
         let (sender, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
-        let writer = Writer::new(Arc::clone(&shared), options, file, active_id, data_end);
+        // The zero-fill helper writes and syncs through its own open file, so that
+        // neither sync can swallow a writeback error the other must see.
+        let fill_file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+        let writer = Writer::new(
+            Arc::clone(&shared),
+            options,
+            file,
+            fill_file,
+            active_id,
+            data_end,
+        );
         let handle = std::thread::Builder::new()
             .name("tutorlog-log-writer".into())
             .spawn(move || writer.run(receiver))
@@ -607,6 +625,7 @@ impl EmbeddedStore {
             poisoned: Mutex::new(None),
             closed: AtomicBool::new(true),
             checkpointed: Mutex::new(recovered.covered),
+            disk_full: AtomicBool::new(false),
         });
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -653,6 +672,14 @@ impl EmbeddedStore {
     /// Whether an earlier write failure poisoned the store.
     pub fn poisoned(&self) -> Option<String> {
         self.inner.shared.poisoned.lock().clone()
+    }
+
+    /// Whether the log is short of disk space: an append was refused for a full
+    /// disk, and no zero-fill has allocated new space since (the gauge
+    /// `tutorlog_log_disk_full`). Appends that fit in the zeros already allocated
+    /// may still succeed meanwhile; they do not clear it.
+    pub fn disk_full(&self) -> bool {
+        self.inner.shared.disk_full.load(Ordering::SeqCst)
     }
 
     /// Number of distinct streams.

@@ -9,10 +9,18 @@
 //! interrupted before its fsync (and so never acknowledged), dropped with a
 //! warning, when no valid frame starts anywhere after it and it is cut short by the
 //! end of the file or followed by zeros. Anything else is damage: a valid record
-//! after the bad one, or a complete frame with a bad checksum ending exactly at the
-//! end of the file (the writer truncates the active segment on a clean close and
-//! keeps a zero margin after its data while running, so a crash never leaves one).
-//! Damage stops opening, naming the file and offset.
+//! after the bad one, or a complete (not cut short) bad frame in a segment that was
+//! cleanly closed. The writer keeps a zero margin of at least a frame header after
+//! its data while it runs, so a crash always leaves a file that ends in zeros; a
+//! clean close truncates the segment to its last record. So a complete bad frame
+//! that ends exactly at the end of the file, or one in a file that does not end in
+//! a zero header (its length field damaged, say), is the last record of a cleanly
+//! closed segment, damaged later.
+//!
+//! Zeros where a frame header should be end the data, but only if nothing valid
+//! follows: zeros and then a valid record is damage too (a lost or zeroed page
+//! before acknowledged records), and zeros followed by other bytes are a torn
+//! write, dropped with a warning. Damage stops opening, naming the file and offset.
 //!
 //! This is strict on purpose: after a power loss that persisted the pages of an
 //! unacknowledged batch out of order, opening refuses and asks the operator, rather
@@ -24,7 +32,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::frame::{next_valid_frame, read_frame, Frame};
+use super::frame::{next_valid_frame, read_frame, Frame, FRAME_HEADER_BYTES};
 use crate::StoreError;
 
 /// File name suffix of segments.
@@ -120,10 +128,7 @@ pub fn scan_segment<'b>(
                         "sealed segment has zero bytes where a record should be".into(),
                     ));
                 }
-                return Ok(ScanEnd {
-                    data_end: offset as u64,
-                    torn: None,
-                });
+                return end_at_zeros(path, bytes, offset);
             }
             Frame::Bad {
                 reason,
@@ -142,8 +147,10 @@ pub fn scan_segment<'b>(
                 }
                 // A crash leaves zeros after an interrupted write (the writer keeps a
                 // zero-filled margin) or cuts it short; a complete frame that ends
-                // exactly at the end of a cleanly closed segment was damaged later.
-                if !cut_short && extent_end >= bytes.len() {
+                // exactly at the end of the file, or one in a file that does not end
+                // in zeros (a damaged length can make it end short of the file's
+                // end), is the last record of a cleanly closed segment, damaged later.
+                if !cut_short && (extent_end >= bytes.len() || !ends_in_zeros(bytes)) {
                     return Err(corrupt(
                         path,
                         offset,
@@ -157,6 +164,43 @@ pub fn scan_segment<'b>(
             }
         }
     }
+}
+
+/// Whether `bytes` ends in a whole zero frame header: true of every active
+/// segment a running writer leaves (its zero margin), false of one closed cleanly
+/// (truncated to its last record), short of a last record that ends in zeros.
+fn ends_in_zeros(bytes: &[u8]) -> bool {
+    bytes.len() >= FRAME_HEADER_BYTES
+        && bytes[bytes.len() - FRAME_HEADER_BYTES..]
+            .iter()
+            .all(|&b| b == 0)
+}
+
+/// The end of the active segment's data at a zero header at `offset`: fine when
+/// only zeros follow; damage when a valid record follows (zeros cannot stand
+/// before a durable record: a lost page); a torn write otherwise.
+fn end_at_zeros(path: &Path, bytes: &[u8], offset: usize) -> Result<ScanEnd, StoreError> {
+    let rest = bytes.get(offset..).unwrap_or(&[]);
+    if rest.iter().all(|&b| b == 0) {
+        return Ok(ScanEnd {
+            data_end: offset as u64,
+            torn: None,
+        });
+    }
+    if let Some(next) = next_valid_frame(bytes, offset) {
+        return Err(corrupt(
+            path,
+            offset,
+            format!("zero bytes where a record should be, and a valid record follows at offset {next}: damage, not an interrupted write"),
+        ));
+    }
+    Ok(ScanEnd {
+        data_end: offset as u64,
+        torn: Some((
+            offset as u64,
+            "zeros followed by the remains of an interrupted write".into(),
+        )),
+    })
 }
 
 /// A corruption error for `path` at `offset`.
@@ -175,6 +219,8 @@ pub fn corrupt(path: &Path, offset: usize, reason: String) -> StoreError {
 pub fn create_segment(dir: &Path, id: u32) -> Result<File, StoreError> {
     let path = segment_path(dir, id);
     let temp = dir.join(format!("{id:010}{SEGMENT_SUFFIX}{TEMP_SUFFIX}"));
+    #[cfg(test)]
+    full_disk::check(dir, "creating a segment")?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -183,7 +229,7 @@ pub fn create_segment(dir: &Path, id: u32) -> Result<File, StoreError> {
         .open(&temp)
         .map_err(|e| classify_io(format!("creating {}", temp.display()), e))?;
     file.sync_all()
-        .map_err(|e| classify_io(format!("syncing {}", temp.display()), e))?;
+        .map_err(|e| sync_error(format!("syncing {}", temp.display()), e))?;
     fs::rename(&temp, &path)
         .map_err(|e| classify_io(format!("renaming {} into place", temp.display()), e))?;
     sync_dir(dir)?;
@@ -193,16 +239,25 @@ pub fn create_segment(dir: &Path, id: u32) -> Result<File, StoreError> {
 /// Fsyncs a directory so that creations and renames in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| classify_io(format!("syncing directory {}", dir.display()), e))
+        .map_err(|e| classify_io(format!("opening directory {}", dir.display()), e))?
+        .sync_all()
+        .map_err(|e| sync_error(format!("syncing directory {}", dir.display()), e))
 }
 
 /// Writes `bytes` zero bytes at `offset` of `file` (at or past the end of its data)
 /// and syncs, so later writes to that range are overwrites of allocated blocks and
 /// `fdatasync` need not commit file-size metadata on every batch.
+///
+/// A full disk while *writing* the zeros is [`StoreError::DiskFull`]: nothing but
+/// zeros past the end of the data was touched, and the caller may try again once
+/// space is freed. A failed *sync* is never `DiskFull`, whatever its errno: the
+/// kernel may have dropped the dirty pages it could not write, so the caller must
+/// not sync again and hope (see [`sync_error`]).
 pub fn zero_fill(file: &File, offset: u64, bytes: u64, path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::FileExt;
     const CHUNK_BYTES: usize = 1024 * 1024;
+    #[cfg(test)]
+    full_disk::check(path, "preallocating")?;
     let zeros = vec![0u8; CHUNK_BYTES.min(usize::try_from(bytes).unwrap_or(CHUNK_BYTES))];
     let mut at = offset;
     let end = offset + bytes;
@@ -213,15 +268,62 @@ pub fn zero_fill(file: &File, offset: u64, bytes: u64, path: &Path) -> Result<()
         at += n as u64;
     }
     file.sync_all()
-        .map_err(|e| classify_io(format!("syncing {}", path.display()), e))
+        .map_err(|e| sync_error(format!("syncing {}", path.display()), e))
 }
 
 /// Maps ENOSPC to [`StoreError::DiskFull`] and everything else to an I/O error.
+/// Only for operations that, when they fail, leave nothing behind that a retry
+/// could trust wrongly: writes past the data, creating or renaming a file.
 pub fn classify_io(context: String, error: std::io::Error) -> StoreError {
     if error.kind() == std::io::ErrorKind::StorageFull {
         StoreError::DiskFull(format!("{context}: {error}"))
     } else {
         StoreError::io(context, error)
+    }
+}
+
+/// The error of a failed `fsync`/`fdatasync`: always an I/O error, never
+/// [`StoreError::DiskFull`], even for ENOSPC (which a sync reports when delayed
+/// allocation or a thin-provisioned device runs out of space). After a failed
+/// sync the kernel may have marked the pages it could not write clean, so a
+/// second sync could succeed without them ever reaching the disk: the writer
+/// poisons the log instead of retrying (the fjall/PostgreSQL "fsyncgate" rule).
+pub fn sync_error(context: String, error: std::io::Error) -> StoreError {
+    StoreError::io(context, error)
+}
+
+/// Test-only fault injection: a unit test cannot fill a real disk (the tmpfs test
+/// in `tests/faults_disk_full.rs` does, where mounting is allowed), so zero-fills
+/// and segment creations under a directory marked here fail with ENOSPC, before
+/// writing anything, as they would on a full disk.
+#[cfg(test)]
+pub(crate) mod full_disk {
+    use std::path::{Path, PathBuf};
+
+    use parking_lot::Mutex;
+
+    use crate::StoreError;
+
+    static FULL: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    /// Marks the disk of `dir` full (or frees it).
+    pub(crate) fn set(dir: &Path, full: bool) {
+        let mut dirs = FULL.lock();
+        dirs.retain(|d| d != dir);
+        if full {
+            dirs.push(dir.to_path_buf());
+        }
+    }
+
+    /// `DiskFull` when `path` lies under a directory marked full.
+    pub(crate) fn check(path: &Path, what: &str) -> Result<(), StoreError> {
+        if FULL.lock().iter().any(|dir| path.starts_with(dir)) {
+            return Err(StoreError::DiskFull(format!(
+                "{what} {}: No space left on device (injected)",
+                path.display()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -277,6 +379,57 @@ mod tests {
             matches!(err, StoreError::Corrupt { offset: 0, .. }),
             "{err}"
         );
+    }
+
+    /// Zeros where a frame header should be, with a valid record after them, are a
+    /// lost page before acknowledged records: damage. (They used to end the data
+    /// there, silently dropping every later record.)
+    #[test]
+    fn zeros_before_a_valid_record_are_damage() {
+        let mut buf = two_frames();
+        let first_len = 8 + b"first record".len();
+        buf[..first_len].fill(0);
+        buf.extend_from_slice(&[0; 64]);
+        let err = count(&buf, false).expect_err("corrupt");
+        assert!(
+            matches!(err, StoreError::Corrupt { offset: 0, .. }),
+            "{err}"
+        );
+    }
+
+    /// Zeros followed by bytes that are no valid frame: a torn write, dropped with a
+    /// warning, not silently.
+    #[test]
+    fn zeros_then_remains_of_a_write_are_a_torn_tail() {
+        let mut buf = two_frames();
+        let data = buf.len() as u64;
+        buf.extend_from_slice(&[0; 16]);
+        buf.extend_from_slice(b"remains");
+        buf.extend_from_slice(&[0; 64]);
+        let (n, end) = count(&buf, false).expect("scan");
+        assert_eq!((n, end.data_end), (2, data));
+        assert!(end.torn.is_some(), "reported as a torn tail");
+    }
+
+    /// A damaged length that makes the last record of a cleanly closed segment end
+    /// before the file does is damage, not a torn tail. (It used to be dropped with
+    /// a warning: an acknowledged record lost.) In a crashed segment, followed by
+    /// its zero margin, the same bad frame is a torn tail.
+    #[test]
+    fn a_shortened_last_record_of_a_cleanly_closed_segment_is_damage() {
+        let mut clean = two_frames();
+        let second = 8 + b"first record".len();
+        clean[second] ^= 0x04;
+        assert!(clean[second] < b"second record".len() as u8, "shorter");
+        let err = count(&clean, false).expect_err("damage");
+        assert!(
+            matches!(err, StoreError::Corrupt { offset, .. } if offset == second as u64),
+            "{err}"
+        );
+        let mut crashed = clean.clone();
+        crashed.extend_from_slice(&[0; 64]);
+        let (n, end) = count(&crashed, false).expect("scan");
+        assert_eq!((n, end.torn.is_some()), (1, true));
     }
 
     #[test]
