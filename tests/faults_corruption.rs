@@ -8,7 +8,8 @@
 //!   verifies again (`log_damage_*`, against the library, many seeds);
 //! - `tutorlog serve` refuses such a log with one line naming file and offset, and
 //!   `tutorlog audit verify` fails naming them too; stray temporary segments and a
-//!   garbage `LOCK` file (the only other files the store writes) are harmless;
+//!   garbage `LOCK` file are harmless; a damaged, cut, empty or foreign index
+//!   checkpoint (`index.ckpt`) is ignored and the index rebuilt by a full scan;
 //! - a corrupt, truncated or foreign projection snapshot is ignored (logged,
 //!   counted) and the view rebuilt from the log equals a fresh replay.
 //!
@@ -637,6 +638,45 @@ async fn damaged_snapshots_are_ignored_and_views_rebuilt_and_damaged_logs_refuse
         .expect("starts with a stray temp segment and a garbage LOCK");
     assert!(!data.join("log").join("0000000099.seg.tmp").exists());
     drop(serve);
+
+    // The index checkpoint (`log/index.ckpt`, written on the clean stop above) is
+    // a cache of the log: damaged, cut short, emptied, or another log's, it is
+    // reported and ignored, the index is rebuilt by a full scan, and every view
+    // still equals a replay. Never trusted over the segments.
+    let checkpoint = pristine.join("log").join("index.ckpt");
+    let original = std::fs::read(&checkpoint).expect("a clean stop writes index.ckpt");
+    assert!(!original.is_empty());
+    let foreign = std::fs::read(other.join("log").join("index.ckpt")).expect("other log's");
+    let flip_at = rng.range(0, original.len() as u64) as usize;
+    let mut flipped = original.clone();
+    flipped[flip_at] ^= 0x20;
+    let cut_at = rng.range(1, original.len() as u64) as usize;
+    for (how, bytes) in [
+        ("a flipped byte in", flipped),
+        ("a truncated", original[..cut_at].to_vec()),
+        ("an empty", Vec::new()),
+        ("another log's", foreign),
+    ] {
+        let data = base.path().join(format!("ckpt-{}", how.len()));
+        copy_tree(&pristine, &data);
+        std::fs::write(data.join("log").join("index.ckpt"), &bytes).expect("damage checkpoint");
+        let dir = base.path().join(format!("ckpt-run-{}", how.len()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let serve = Serve::start(&dir, &data, &config)
+            .await
+            .unwrap_or_else(|e| panic!("{how} index checkpoint: {e}"));
+        views_match_replay(&serve)
+            .await
+            .unwrap_or_else(|e| panic!("{how} index checkpoint: {e}"));
+        let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+        assert!(
+            log.contains("index checkpoint not used"),
+            "{how} index checkpoint was not reported"
+        );
+        drop(serve);
+        audit_verify(&data).unwrap_or_else(|e| panic!("{how} index checkpoint: audit: {e}"));
+        println!("faults_corruption: {how} index checkpoint: ignored, full scan, views equal to a replay");
+    }
 
     // A damaged record before the tail: serve and audit verify refuse, naming it.
     let data = base.path().join("damaged");
