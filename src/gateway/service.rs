@@ -76,6 +76,14 @@ pub const ROUTING_MIN_SAMPLES: u64 = 20;
 /// Request recordings in flight at most (each one append); more waits.
 pub const RECORDINGS_IN_FLIGHT_MAX: usize = 4_096;
 
+/// Calls in flight at most: a bound no daemon reaches, there so that shutdown can
+/// wait for every running call by taking all of them.
+const CALLS_IN_FLIGHT_MAX: u32 = 1 << 20;
+
+/// How long shutdown waits for running calls (each attempt is bounded by its
+/// provider's timeout, so this is only reached with many slow failovers).
+const SHUTDOWN_CALLS_WAIT: Duration = Duration::from_secs(60);
+
 /// A model's prices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelPrice {
@@ -431,6 +439,11 @@ struct Inner {
     /// Latest benchmark quality per (provider, category).
     benchmarks: ArcSwap<HashMap<(String, String), f64>>,
     recordings: Arc<Semaphore>,
+    /// One permit per running call (whole or streamed), held until its cost is
+    /// committed or released. Shutdown takes them all, then closes it: a call
+    /// still running when HTTP stopped (its client hung up; a benchmark run)
+    /// settles before the budget and circuit actors stop, and none starts after.
+    calls: Arc<Semaphore>,
 }
 
 /// The gateway. Cheap to clone.
@@ -505,6 +518,7 @@ impl Gateway {
                 sessions: Mutex::new(HashMap::new()),
                 benchmarks: ArcSwap::from_pointee(HashMap::new()),
                 recordings: Arc::new(Semaphore::new(RECORDINGS_IN_FLIGHT_MAX)),
+                calls: Arc::new(Semaphore::new(CALLS_IN_FLIGHT_MAX as usize)),
             }),
         }
     }
@@ -546,6 +560,7 @@ impl Gateway {
 
     /// Answers `call` whole.
     pub async fn complete(&self, call: Call) -> Result<Answer, GatewayError> {
+        let _running = self.enter()?;
         let mut plan = self.plan(call)?;
         let mut last_error = None;
         let order = plan.decision.order.clone();
@@ -571,6 +586,7 @@ impl Gateway {
     /// the returned stream commits the cost and records the call when it ends or is
     /// dropped.
     pub async fn stream(&self, call: Call) -> Result<AnswerStream, GatewayError> {
+        let running = self.enter()?;
         let mut plan = self.plan(call)?;
         let mut last_error = None;
         let order = plan.decision.order.clone();
@@ -613,6 +629,7 @@ impl Gateway {
                             text: String::new(),
                             usage: None,
                             finish_reason: None,
+                            _running: running,
                         }),
                     })
                 }
@@ -647,8 +664,29 @@ impl Gateway {
         }
     }
 
+    /// A permit for one call; refused once shutdown has begun.
+    fn enter(&self) -> Result<tokio::sync::OwnedSemaphorePermit, GatewayError> {
+        Arc::clone(&self.inner.calls)
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::Unavailable("the daemon is shutting down".into()))
+    }
+
+    /// Waits (bounded) for running calls to settle and refuses new ones, then
     /// [`Gateway::flush`], then stops the budget and circuit actors.
     pub async fn shutdown(&self) {
+        let calls = &self.inner.calls;
+        match tokio::time::timeout(SHUTDOWN_CALLS_WAIT, calls.acquire_many(CALLS_IN_FLIGHT_MAX))
+            .await
+        {
+            Ok(Ok(all)) => all.forget(),
+            Ok(Err(_closed)) => {}
+            Err(_elapsed) => tracing::warn!(
+                running = CALLS_IN_FLIGHT_MAX as usize - calls.available_permits(),
+                "calls still running after {SHUTDOWN_CALLS_WAIT:?}; stopping without them \
+                 (strict reservations stay counted as spent)"
+            ),
+        }
+        calls.close();
         self.flush().await;
         for provider in &self.inner.providers {
             provider.budget.shutdown().await;
@@ -1322,6 +1360,8 @@ struct StreamState {
     text: String,
     usage: Option<Usage>,
     finish_reason: Option<String>,
+    /// Held until the stream has settled (see `Inner::calls`).
+    _running: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl AnswerStream {

@@ -377,3 +377,52 @@ async fn a_stream_settles_at_its_end_and_a_dropped_one_still_commits() {
         .state;
     assert_eq!(circuit.failures, 0);
 }
+
+/// A call still running when shutdown begins (its client hung up, or a benchmark
+/// run) is answered and its cost committed durably before the budget actor stops;
+/// a call after that is refused as unavailable.
+#[tokio::test]
+async fn shutdown_settles_running_calls_first_and_refuses_new_ones() {
+    let adapter = Scripted::slow((10, 20), Duration::from_millis(300));
+    let (gateway, store) =
+        start_gateway(vec![(provider_config("a", 1, 1.0), adapter.clone())]).await;
+    let running = tokio::spawn({
+        let gateway = gateway.clone();
+        async move {
+            gateway
+                .complete(Call::new(CallSource::OpenAi, "auto", user("hello")))
+                .await
+        }
+    });
+    while adapter.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gateway.shutdown().await;
+    let answer = running.await.expect("join").expect("answered");
+    assert_eq!(answer.cost_micros, 10 + 2 * 20);
+    let committed: Vec<Event> = store
+        .read_stream("budget-a", 0, 100)
+        .await
+        .expect("read")
+        .iter()
+        .map(|r| Envelope::decode(r).expect("decode").payload)
+        .filter(|e| e.event_type() == "budget.committed")
+        .collect();
+    assert_eq!(
+        committed.len(),
+        1,
+        "the commit is durable before the actor stopped"
+    );
+    let refused = gateway
+        .complete(Call::new(CallSource::OpenAi, "auto", user("late")))
+        .await;
+    assert!(
+        matches!(refused, Err(GatewayError::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        adapter.calls(),
+        1,
+        "the late call never reached the provider"
+    );
+}

@@ -21,6 +21,8 @@ pub struct Scripted {
     script: Mutex<VecDeque<Result<ChatResponse, ProviderError>>>,
     fallback: Result<ChatResponse, ProviderError>,
     calls: AtomicU64,
+    /// How long each whole answer takes.
+    delay: Duration,
 }
 
 impl Scripted {
@@ -29,6 +31,7 @@ impl Scripted {
             script: Mutex::new(VecDeque::new()),
             fallback: Ok(response("fine", tokens)),
             calls: AtomicU64::new(0),
+            delay: Duration::ZERO,
         })
     }
 
@@ -37,6 +40,7 @@ impl Scripted {
             script: Mutex::new(VecDeque::new()),
             fallback: Err(ProviderError::new(kind, "scripted failure")),
             calls: AtomicU64::new(0),
+            delay: Duration::ZERO,
         })
     }
 
@@ -72,7 +76,11 @@ impl Adapter for Scripted {
         _request: &ChatRequest,
         _timeout: Duration,
     ) -> Result<ChatResponse, ProviderError> {
-        self.next()
+        let answer = self.next();
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        answer
     }
 
     async fn stream(
@@ -97,6 +105,17 @@ impl Scripted {
             script: Mutex::new(VecDeque::new()),
             fallback: Ok(response(text, tokens)),
             calls: AtomicU64::new(0),
+            delay: Duration::ZERO,
+        })
+    }
+
+    /// Like [`Scripted::ok`], each whole answer taking `delay`.
+    pub fn slow(tokens: (u64, u64), delay: Duration) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            script: Mutex::new(VecDeque::new()),
+            fallback: Ok(response("fine", tokens)),
+            calls: AtomicU64::new(0),
+            delay,
         })
     }
 }
