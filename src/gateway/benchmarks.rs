@@ -287,6 +287,13 @@ async fn execute(
             call.user_id = Some("tutorlog-benchmarks".into());
             let call_started = Instant::now();
             let outcome = gateway.complete(call).await;
+            if outcome.is_err() && gateway.is_shutting_down() {
+                // Refused because the daemon is stopping, not by the provider: a
+                // failure recorded now would lower its quality for no fault of
+                // its own. The run stays without its completion event.
+                tracing::info!(%run_id, "benchmark run abandoned: the daemon is shutting down");
+                return Ok(());
+            }
             let latency_micros =
                 u64::try_from(call_started.elapsed().as_micros()).unwrap_or(u64::MAX);
             let result = match outcome {
@@ -424,17 +431,87 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_run_scores_every_test_records_it_and_feeds_the_router() {
-        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let options = GatewayOptions {
+    fn options() -> GatewayOptions {
+        GatewayOptions {
             mode: tutorlog_actors::providers::budget_service::ReservationMode::Strict,
             default_max_tokens: 600,
             max_tokens_limit: 1_000,
             record_content: false,
             session_ttl: Duration::from_secs(60),
-        };
+        }
+    }
+
+    async fn wait_idle(scheduler: &BenchmarkScheduler) {
+        for _ in 0..500 {
+            if scheduler.running().is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn benchmark_events(store: &dyn EventStore) -> Vec<Event> {
+        store
+            .read_stream(BENCHMARK_STREAM, 0, 1_000)
+            .await
+            .expect("read")
+            .iter()
+            .map(|r| Envelope::decode(r).expect("decode").payload)
+            .collect()
+    }
+
+    /// Calls the gateway refuses because the daemon is stopping are not the
+    /// provider's failures: the run stops without recording any of them.
+    #[tokio::test]
+    async fn a_run_cut_by_shutdown_records_no_failures() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let options = options();
+        let runtime = ProviderRuntime::start(
+            &provider("smart"),
+            Scripted::answering("x = 5", (5, 5)),
+            &options,
+            &store,
+            &clock,
+        )
+        .await
+        .expect("provider");
+        let gateway = Gateway::from_parts(vec![Arc::new(runtime)], Arc::clone(&store), options);
+        let (scheduler, _join) = BenchmarkScheduler::start(
+            gateway.clone(),
+            Arc::clone(&store),
+            Suite::builtin().expect("suite"),
+            None,
+        )
+        .await
+        .expect("start");
+        gateway.shutdown().await;
+        assert!(gateway.is_shutting_down());
+        scheduler
+            .run(RunRequest {
+                trigger: "manual".into(),
+                categories: vec!["math".into()],
+                providers: Vec::new(),
+            })
+            .await
+            .expect("run");
+        wait_idle(&scheduler).await;
+        assert!(scheduler.running().is_none(), "run ended");
+        let events = benchmark_events(store.as_ref()).await;
+        assert!(
+            !events.iter().any(|e| matches!(
+                e,
+                Event::BenchmarkResultRecorded(_) | Event::BenchmarkRunCompleted(_)
+            )),
+            "{events:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_scores_every_test_records_it_and_feeds_the_router() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let options = options();
         // "smart" answers the maths test perfectly; "broken" fails everything.
         let full = "Subtract 5 from both sides to get 2x = 10, then divide by 2: x = 5.";
         let mut runtimes = Vec::new();
@@ -465,20 +542,9 @@ mod tests {
         let RunStarted::Started(run_id) = started else {
             panic!("expected a new run, got {started:?}")
         };
-        for _ in 0..500 {
-            if scheduler.running().is_none() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_idle(&scheduler).await;
         assert!(scheduler.running().is_none(), "run finished");
-        let events: Vec<Event> = store
-            .read_stream(BENCHMARK_STREAM, 0, 1_000)
-            .await
-            .expect("read")
-            .iter()
-            .map(|r| Envelope::decode(r).expect("decode").payload)
-            .collect();
+        let events = benchmark_events(store.as_ref()).await;
         let maths = suite.select(&["math".into()]).len();
         let results: Vec<&BenchmarkResultRecorded> = events
             .iter()

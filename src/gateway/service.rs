@@ -664,6 +664,11 @@ impl Gateway {
         }
     }
 
+    /// Whether [`Gateway::shutdown`] has begun (calls are refused from then on).
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.calls.is_closed()
+    }
+
     /// A permit for one call; refused once shutdown has begun.
     fn enter(&self) -> Result<tokio::sync::OwnedSemaphorePermit, GatewayError> {
         Arc::clone(&self.inner.calls)
