@@ -15,8 +15,9 @@ use crate::projection::Projection;
 /// Runs kept; older ones (by run id, which is time-ordered) are dropped first.
 pub const ALGO_RUNS_KEPT_MAX: usize = 50_000;
 
-/// One run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One algorithm run: a row of the `algo_runs` view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = AlgoRun)]
 pub struct AlgoRunRow {
     /// Run id.
     pub run_id: Uuid,

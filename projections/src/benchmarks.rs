@@ -98,7 +98,8 @@ impl BenchmarkRow {
 
 /// The latest result of one provider × category, as the view and
 /// [`Benchmarks::latest`] give it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = BenchmarkRow)]
 pub struct BenchmarkResult {
     /// Provider.
     pub provider: String,

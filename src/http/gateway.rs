@@ -17,7 +17,6 @@ use axum::{
     },
     Json,
 };
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tutorlog_projections::BenchmarkResult;
@@ -1382,36 +1381,6 @@ pub enum CategoryName {
     General,
 }
 
-/// One result of `GET /api/v1/benchmarks`: the latest run's figures for a
-/// provider × category. Documentation only (`tutorlog_projections::BenchmarkResult`).
-#[derive(Debug, ToSchema)]
-pub struct BenchmarkRow {
-    /// The provider.
-    pub provider: String,
-    /// The category.
-    pub category: String,
-    /// The model benchmarked.
-    pub model: String,
-    /// The run.
-    pub run_id: Uuid,
-    /// Tests in the category.
-    pub tests: u64,
-    /// Tests that succeeded.
-    pub successes: u64,
-    /// successes / tests.
-    pub success_rate: f64,
-    /// Mean quality, 0–100.
-    pub mean_quality: f64,
-    /// Mean latency, µs.
-    pub mean_latency_micros: f64,
-    /// Cost, micro-USD.
-    pub cost_micros: u64,
-    /// When the latest result was recorded.
-    pub recorded_at: DateTime<Utc>,
-    /// Whether the run has completed.
-    pub run_completed: bool,
-}
-
 /// Body of `GET /api/v1/benchmarks`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BenchmarksAnswer {
@@ -1422,7 +1391,6 @@ pub struct BenchmarksAnswer {
     /// Events `0..next_position` are folded into `results`.
     pub next_position: u64,
     /// Latest result per provider × category, by category then provider.
-    #[schema(value_type = Vec<BenchmarkRow>)]
     #[serde(serialize_with = "as_json_map")]
     pub results: Vec<BenchmarkResult>,
     /// The run in progress, if any.

@@ -1052,47 +1052,12 @@ pub struct AlgoRunsQuery {
     pub min_position: Option<u64>,
 }
 
-/// One algorithm run, a row of the `algo_runs` view. Documentation only: the
-/// rows are `tutorlog_projections::AlgoRunRow`.
-#[derive(Debug, ToSchema)]
-pub struct AlgoRun {
-    /// Run id.
-    pub run_id: Uuid,
-    /// Algorithm key.
-    pub key: String,
-    /// Version.
-    pub version: u32,
-    /// SHA-256 of the params the run used.
-    pub params_checksum: String,
-    /// Learner.
-    pub user_id: Option<String>,
-    /// Training session.
-    pub session_id: Option<Uuid>,
-    /// `manual` / `submit` / `nightly` / `cron` / `api`.
-    pub trigger: String,
-    /// `RUNNING` / `SUCCESS` / `FAILED`.
-    pub status: String,
-    /// Started.
-    pub started_at: DateTime<Utc>,
-    /// Finished.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// Input summary (canonical JSON).
-    pub input_summary: String,
-    /// Output summary (canonical JSON).
-    pub output_summary: Option<String>,
-    /// Error.
-    pub error: Option<String>,
-    /// Log position of the event that recorded the start.
-    pub position: u64,
-}
-
 /// Body of `GET /api/v1/audit/algo-runs`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlgoRunsPage {
     /// Events `0..next_position` are folded into these rows.
     pub next_position: u64,
     /// Matching runs, newest first.
-    #[schema(value_type = Vec<AlgoRun>)]
     #[serde(serialize_with = "as_json_map")]
     pub runs: Vec<AlgoRunRow>,
 }
