@@ -4,8 +4,7 @@
 //! classification, and switching faults on and off at runtime.
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -20,83 +19,25 @@ use tutorlog::{
     },
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_tutorlog");
+mod support;
 
-/// A running mock process; killed when dropped.
-struct Mock {
-    child: Child,
-    origin: String,
-}
+use support::{Mock, BIN};
 
-impl Mock {
-    fn start(flags: &[&str]) -> Mock {
-        let mut child = Command::new(BIN)
-            .args(["mock-provider", "--listen", "127.0.0.1:0"])
-            .args(flags)
-            .env("TUTORLOG_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tutorlog mock-provider");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let origin = line
-            .trim()
-            .strip_prefix("mock-provider listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_owned();
-        Mock { child, origin }
-    }
-
-    fn adapter(&self) -> Arc<dyn Adapter> {
-        let provider = ProviderConfig {
-            name: "mock".into(),
-            kind: "mock".into(),
-            base_url: format!("{}/v1", self.origin),
-            api_key_env: None,
-            priority: 1,
-            timeout_ms: 5_000,
-            monthly_budget_usd: 0.0,
-            per_request_budget_usd: 0.0,
-            circuit: CircuitConfig::default(),
-            models: Vec::new(),
-        };
-        build(&provider, http_client()).expect("adapter")
-    }
-
-    async fn stats(&self) -> Value {
-        http_client()
-            .get(format!("{}/mock/stats", self.origin))
-            .send()
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("stats json")
-    }
-
-    async fn configure(&self, change: Value) -> Value {
-        let response = http_client()
-            .post(format!("{}/mock/config", self.origin))
-            .json(&change)
-            .send()
-            .await
-            .expect("config");
-        assert_eq!(response.status(), 200, "config {change}");
-        response.json().await.expect("config json")
-    }
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let stopped = self.child.kill().and_then(|()| self.child.wait());
-        if let Err(error) = stopped {
-            eprintln!("stopping the mock-provider process: {error}");
-        }
-    }
+/// The gateway's own adapter (kind `mock`) for `mock`.
+fn adapter(mock: &Mock) -> Arc<dyn Adapter> {
+    let provider = ProviderConfig {
+        name: "mock".into(),
+        kind: "mock".into(),
+        base_url: mock.base_url(),
+        api_key_env: None,
+        priority: 1,
+        timeout_ms: 5_000,
+        monthly_budget_usd: 0.0,
+        per_request_budget_usd: 0.0,
+        circuit: CircuitConfig::default(),
+        models: Vec::new(),
+    };
+    build(&provider, http_client()).expect("adapter")
 }
 
 fn request(max_tokens: u32) -> ChatRequest {
@@ -139,7 +80,7 @@ async fn answers_and_stats_agree() {
         "--models",
         "mock-small,mock-large",
     ]);
-    let adapter = mock.adapter();
+    let adapter = adapter(&mock);
     let mut seen = Usage::default();
 
     let answer = adapter
@@ -197,7 +138,7 @@ async fn answers_and_stats_agree() {
     );
 
     let models = http_client()
-        .get(format!("{}/v1/models", mock.origin))
+        .get(format!("{}/v1/models", mock.url))
         .send()
         .await
         .expect("models");
@@ -221,10 +162,10 @@ async fn answers_and_stats_agree() {
 #[tokio::test]
 async fn every_fault_classifies_and_the_provider_recovers() {
     let mock = Mock::start(&["--prompt-tokens", "11", "--seed", "3"]);
-    let adapter = mock.adapter();
+    let adapter = adapter(&mock);
     let timeout = Duration::from_secs(5);
 
-    mock.configure(json!({"error_rate": 1.0, "fault": "http500"}))
+    mock.configure(&json!({"error_rate": 1.0, "fault": "http500"}))
         .await;
     let error = adapter
         .complete(&request(10), timeout)
@@ -241,7 +182,7 @@ async fn every_fault_classifies_and_the_provider_recovers() {
         .expect_err("500");
     assert_eq!(error.kind, ErrorKind::Server);
 
-    mock.configure(json!({"fault": "http429"})).await;
+    mock.configure(&json!({"fault": "http429"})).await;
     let error = adapter
         .complete(&request(10), timeout)
         .await
@@ -250,7 +191,7 @@ async fn every_fault_classifies_and_the_provider_recovers() {
     assert_eq!(error.retry_after, Some(Duration::from_secs(1)));
 
     for fault in ["malformed", "truncate"] {
-        mock.configure(json!({"fault": fault})).await;
+        mock.configure(&json!({"fault": fault})).await;
         let error = adapter
             .complete(&request(10), timeout)
             .await
@@ -266,7 +207,7 @@ async fn every_fault_classifies_and_the_provider_recovers() {
         assert_eq!(error.kind, ErrorKind::Malformed, "{fault} stream: {error}");
     }
 
-    mock.configure(json!({"fault": "hang"})).await;
+    mock.configure(&json!({"fault": "hang"})).await;
     let short = Duration::from_millis(300);
     let slack = Duration::from_millis(700);
     let started = Instant::now();
@@ -288,7 +229,7 @@ async fn every_fault_classifies_and_the_provider_recovers() {
     assert_eq!(before["prompt_tokens_served"], 0, "no tokens for failures");
 
     // Recovery: the same adapter, the same process, faults off.
-    let now = mock.configure(json!({"error_rate": 0.0})).await;
+    let now = mock.configure(&json!({"error_rate": 0.0})).await;
     assert_eq!(now["error_rate"], 0.0);
     let answer = adapter
         .complete(&request(10), timeout)
@@ -314,7 +255,7 @@ async fn every_fault_classifies_and_the_provider_recovers() {
 async fn a_bad_config_change_is_refused() {
     let mock = Mock::start(&[]);
     let response = http_client()
-        .post(format!("{}/mock/config", mock.origin))
+        .post(format!("{}/mock/config", mock.url))
         .json(&json!({"error_rate": 3}))
         .send()
         .await
@@ -326,7 +267,7 @@ async fn a_bad_config_change_is_refused() {
         .expect("message")
         .contains("error_rate must be between 0 and 1"));
     let response = http_client()
-        .post(format!("{}/mock/config", mock.origin))
+        .post(format!("{}/mock/config", mock.url))
         .json(&json!({"error_rat": 0.5}))
         .send()
         .await

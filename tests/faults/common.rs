@@ -19,6 +19,12 @@ use std::{
 
 use serde_json::Value;
 
+#[path = "../support/mod.rs"]
+mod support;
+
+/// A running `tutorlog mock-provider` (the shared harness's), killed on drop.
+pub use support::Mock as MockProvider;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tutorlog");
 /// The gateway key the fault daemons accept.
@@ -314,73 +320,6 @@ pub fn signal(pid: u32, signal: &str) {
     // A process that already exited is not an error here.
     if !status.success() {
         eprintln!("kill {signal} {pid}: process already gone");
-    }
-}
-
-/// A running `tutorlog mock-provider`. Killed on drop.
-pub struct MockProvider {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    pub url: String,
-}
-
-impl MockProvider {
-    /// Starts a mock with `flags`; waits for its address line.
-    pub fn start(flags: &[&str]) -> MockProvider {
-        use std::io::BufRead;
-        let mut child = Command::new(BIN)
-            .args(["mock-provider", "--listen", "127.0.0.1:0"])
-            .args(flags)
-            .env("TUTORLOG_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn mock-provider");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("mock address line");
-        let url = line.trim().rsplit(' ').next().expect("address").to_owned();
-        assert!(url.starts_with("http://"), "unexpected banner {line:?}");
-        MockProvider { child, url }
-    }
-
-    /// The base URL a provider entry uses.
-    pub fn base_url(&self) -> String {
-        format!("{}/v1", self.url)
-    }
-
-    /// `POST /mock/config`.
-    pub async fn configure(&self, settings: &Value) {
-        let response = client()
-            .post(format!("{}/mock/config", self.url))
-            .json(settings)
-            .send()
-            .await
-            .expect("POST /mock/config");
-        assert_eq!(response.status(), 200, "mock config {settings}");
-    }
-
-    /// `GET /mock/stats`.
-    pub async fn stats(&self) -> Value {
-        client()
-            .get(format!("{}/mock/stats", self.url))
-            .send()
-            .await
-            .expect("GET /mock/stats")
-            .json()
-            .await
-            .expect("stats JSON")
-    }
-}
-
-impl Drop for MockProvider {
-    fn drop(&mut self) {
-        // Best effort: the mock may have exited already.
-        if self.child.kill().is_ok() {
-            let _reaped = self.child.wait();
-        }
     }
 }
 

@@ -73,6 +73,31 @@ impl Mock {
     pub fn base_url(&self) -> String {
         format!("{}/v1", self.url)
     }
+
+    /// `POST /mock/config` (faults, latency, tokens at runtime); it must answer
+    /// 200. Returns the mock's answer (its settings now).
+    pub async fn configure(&self, settings: &serde_json::Value) -> serde_json::Value {
+        let response = client()
+            .post(format!("{}/mock/config", self.url))
+            .json(settings)
+            .send()
+            .await
+            .expect("POST /mock/config");
+        assert_eq!(response.status(), 200, "mock config {settings}");
+        response.json().await.expect("mock config JSON")
+    }
+
+    /// `GET /mock/stats`: what the mock served.
+    pub async fn stats(&self) -> serde_json::Value {
+        client()
+            .get(format!("{}/mock/stats", self.url))
+            .send()
+            .await
+            .expect("GET /mock/stats")
+            .json()
+            .await
+            .expect("stats JSON")
+    }
 }
 
 /// A running `tutorlog serve`.
