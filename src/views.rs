@@ -11,8 +11,9 @@ use axum::{extract::State, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tutorlog_projections::{
-    telemetry::describe_metrics, AlgoRuns, Benchmarks, Mastery, Projection, ProjectionReader,
-    ProjectionRunner, ProviderHealth, Routing, RunnerOptions, Spend, StreamStats, WaitError,
+    telemetry::describe_metrics, AlgoRuns, Benchmarks, Feed, FeedBuilder, Mastery, Projection,
+    ProjectionReader, ProjectionRunner, ProviderHealth, Routing, RunnerOptions, Spend, StreamStats,
+    WaitError,
 };
 use tutorlog_store::EventStore;
 
@@ -82,6 +83,8 @@ pub struct Projections {
     /// `routing`.
     pub routing: RoutingView,
     routing_runner: ProjectionRunner<Routing>,
+    /// The one `$all` subscription the seven runners share; kept until they stop.
+    feed: Feed,
     /// The log's next position when the daemon started: ready once every view
     /// reached it.
     startup_next_position: u64,
@@ -100,6 +103,9 @@ pub async fn start(
     options.snapshot_interval = Duration::from_secs(config.projections.snapshot_every_secs.max(1));
     // Each start loads and parses its snapshot off the async threads; started
     // together, the largest snapshot sets the time instead of the sum of all.
+    // All seven share one feed: each event is read and decoded once, not seven
+    // times (BENCHMARKS.md, "Gateway").
+    let feed = FeedBuilder::new();
     let (
         stats_runner,
         mastery_runner,
@@ -109,14 +115,30 @@ pub async fn start(
         benchmarks_runner,
         routing_runner,
     ) = tokio::try_join!(
-        ProjectionRunner::start(Arc::clone(&store), StreamStats::new(), options.clone()),
-        ProjectionRunner::start(Arc::clone(&store), Mastery::new(), options.clone()),
-        ProjectionRunner::start(Arc::clone(&store), AlgoRuns::new(), options.clone()),
-        ProjectionRunner::start(Arc::clone(&store), Spend::new(), options.clone()),
-        ProjectionRunner::start(Arc::clone(&store), ProviderHealth::new(), options.clone()),
-        ProjectionRunner::start(Arc::clone(&store), Benchmarks::new(), options.clone()),
-        ProjectionRunner::start(store, Routing::new(), options),
+        ProjectionRunner::start_on(
+            &feed,
+            Arc::clone(&store),
+            StreamStats::new(),
+            options.clone()
+        ),
+        ProjectionRunner::start_on(&feed, Arc::clone(&store), Mastery::new(), options.clone()),
+        ProjectionRunner::start_on(&feed, Arc::clone(&store), AlgoRuns::new(), options.clone()),
+        ProjectionRunner::start_on(&feed, Arc::clone(&store), Spend::new(), options.clone()),
+        ProjectionRunner::start_on(
+            &feed,
+            Arc::clone(&store),
+            ProviderHealth::new(),
+            options.clone()
+        ),
+        ProjectionRunner::start_on(
+            &feed,
+            Arc::clone(&store),
+            Benchmarks::new(),
+            options.clone()
+        ),
+        ProjectionRunner::start_on(&feed, Arc::clone(&store), Routing::new(), options),
     )?;
+    let feed = feed.start(&*store);
     Ok(Projections {
         stats: stats_runner.reader(),
         stats_runner,
@@ -132,6 +154,7 @@ pub async fn start(
         benchmarks_runner,
         routing: routing_runner.reader(),
         routing_runner,
+        feed,
         startup_next_position,
     })
 }
@@ -178,6 +201,7 @@ impl Projections {
         );
         log_exit(Benchmarks::NAME, self.benchmarks_runner.shutdown().await);
         log_exit(Routing::NAME, self.routing_runner.shutdown().await);
+        drop(self.feed);
     }
 }
 

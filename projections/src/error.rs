@@ -1,6 +1,6 @@
 //! Why a projection stopped, and why a read-your-writes wait gave up.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use tutorlog_schemas::CodecError;
 use tutorlog_store::StoreError;
@@ -32,9 +32,9 @@ pub enum ProjectionError {
     Store {
         /// The projection.
         projection: &'static str,
-        /// The store's error.
+        /// The store's error (shared: one subscription can feed several runners).
         #[source]
-        source: StoreError,
+        source: Arc<StoreError>,
     },
     /// The log delivered an event at an unexpected position (a gap or a repeat);
     /// the store broke its contract, so the projection stops rather than diverge.

@@ -28,6 +28,7 @@
 pub mod algo_runs;
 pub mod benchmarks;
 mod error;
+mod feed;
 pub mod mastery;
 mod narrow;
 mod projection;
@@ -51,6 +52,7 @@ mod test_support;
 pub use algo_runs::{AlgoRunFilter, AlgoRunRow, AlgoRuns};
 pub use benchmarks::{BenchmarkResult, Benchmarks};
 pub use error::{ProjectionError, WaitError};
+pub use feed::{Feed, FeedBuilder};
 pub use mastery::{Mastery, MasteryRow};
 pub use narrow::{FilterKind, Narrow, ViewFilter};
 pub use projection::{is_valid_name, Projection, PROJECTION_NAME_BYTES_MAX};

@@ -7,7 +7,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 use tutorlog_schemas::{CodecError, Envelope, RecordedEvent};
 
-use crate::error::ProjectionError;
+use crate::{error::ProjectionError, feed::FeedEvent};
 
 /// Longest projection name, in bytes. Names become snapshot file names and metric
 /// labels.
@@ -155,6 +155,23 @@ pub(crate) fn fold_record<P: Projection>(
             schema_version: recorded.schema_version,
             source,
         }),
+    }
+}
+
+/// [`fold_record`] for an event the feed already decoded: the envelope is used as
+/// it is; an event that did not decode is decoded again here, for its own verdict
+/// (skipped, or the error).
+pub(crate) fn fold_feed_event<P: Projection>(
+    projection: &mut P,
+    event: &FeedEvent,
+) -> Result<Folded, ProjectionError> {
+    match &event.envelope {
+        Some(envelope) => {
+            projection.apply_raw(&event.recorded);
+            projection.apply(envelope);
+            Ok(Folded::Applied)
+        }
+        None => fold_record(projection, &event.recorded),
     }
 }
 

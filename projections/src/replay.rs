@@ -2,6 +2,7 @@
 //! (`tutorlog replay --until`), without snapshots and without touching the runner.
 
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 use tutorlog_schemas::RecordedEvent;
 use tutorlog_store::{EventStore, READ_EVENTS_MAX};
 
@@ -128,7 +129,7 @@ async fn read_chunk<S: EventStore + ?Sized, P: Projection>(
         .await
         .map_err(|source| ProjectionError::Store {
             projection: P::NAME,
-            source,
+            source: Arc::new(source),
         })?;
     if chunk.is_empty() {
         return Err(ProjectionError::LogEndedEarly {

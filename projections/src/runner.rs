@@ -1,8 +1,10 @@
 //! [`ProjectionRunner`]: keeps one projection folded up to the head of `$all`.
 //!
 //! On start it loads the projection's snapshot (if one passes every check), then
-//! subscribes to `$all` from the snapshot's next position, so no event is applied
-//! twice and none is skipped. It folds events in batches, publishes the model to
+//! takes `$all` from the snapshot's next position, so no event is applied twice
+//! and none is skipped: from its own subscription ([`ProjectionRunner::start`]) or
+//! from a [`FeedBuilder`] shared with other runners, which reads and decodes each
+//! event once for all of them ([`ProjectionRunner::start_on`]). It folds events in batches, publishes the model to
 //! [`ProjectionReader`]s, and snapshots every `snapshot_every_events` events, every
 //! `snapshot_interval` while there is something new, and on shutdown.
 //!
@@ -13,28 +15,25 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use parking_lot::RwLock;
 use tokio::{
-    sync::{mpsc, oneshot, watch},
+    sync::{oneshot, watch},
     task::JoinHandle,
 };
 use tutorlog_store::EventStore;
 
 use crate::{
     error::ProjectionError,
+    feed::{Feed, FeedBuilder},
     projection::{assert_valid_name, Projection},
     reader::{ProjectionReader, Published},
-    runner_task::{pump, RunnerTask},
+    runner_task::RunnerTask,
     snapshot_load::{load_snapshot, Loaded},
     telemetry,
 };
 
 /// Most events folded under one write lock (readers wait at most one batch).
 pub const BATCH_EVENTS_MAX: usize = 4096;
-/// Events buffered between the subscription and the fold.
-pub(crate) const PUMP_QUEUE_DEPTH: usize = 1024;
 /// Shortest snapshot interval accepted.
 pub const SNAPSHOT_INTERVAL_MIN: Duration = Duration::from_millis(10);
-
-const _: () = assert!(PUMP_QUEUE_DEPTH <= BATCH_EVENTS_MAX);
 
 /// How a runner batches and snapshots.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +104,9 @@ pub struct ProjectionRunner<P: Projection> {
     reader: ProjectionReader<P>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<RunnerExit, ProjectionError>>>,
+    /// The feed of a runner started with [`ProjectionRunner::start`]; dropped (so
+    /// stopped) with the runner.
+    own_feed: Option<Feed>,
 }
 
 impl<P: Projection> std::fmt::Debug for ProjectionRunner<P> {
@@ -124,6 +126,31 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Fails only when the options are invalid or the snapshot directory cannot be
     /// created; a bad snapshot is logged and ignored.
     pub async fn start<S: EventStore + ?Sized>(
+        store: Arc<S>,
+        projection: P,
+        options: RunnerOptions,
+    ) -> Result<Self, ProjectionError> {
+        let feed = FeedBuilder::new();
+        let mut runner = Self::start_with(&feed, Arc::clone(&store), projection, options).await?;
+        runner.own_feed = Some(feed.start(&*store));
+        Ok(runner)
+    }
+
+    /// As [`ProjectionRunner::start`], but takes its events from `feed`, which the
+    /// caller starts ([`FeedBuilder::start`]) once every runner on it has started,
+    /// and keeps until they stop. Until then this runner waits, at its snapshot's
+    /// position.
+    pub async fn start_on<S: EventStore + ?Sized>(
+        feed: &FeedBuilder,
+        store: Arc<S>,
+        projection: P,
+        options: RunnerOptions,
+    ) -> Result<Self, ProjectionError> {
+        Self::start_with(feed, store, projection, options).await
+    }
+
+    async fn start_with<S: EventStore + ?Sized>(
+        feed: &FeedBuilder,
         store: Arc<S>,
         mut projection: P,
         options: RunnerOptions,
@@ -148,18 +175,13 @@ impl<P: Projection> ProjectionRunner<P> {
             last_event_id: loaded.last_event_id,
         }));
         let (applied_sender, applied) = watch::channel(loaded.next_position);
-        let (events_sender, events) = mpsc::channel(PUMP_QUEUE_DEPTH);
-        let pump = tokio::spawn(pump(
-            store.subscribe_all(loaded.next_position),
-            events_sender,
-        ));
+        let events = feed.subscribe(loaded.next_position);
         let (stop, stop_receiver) = oneshot::channel();
         let task = RunnerTask::new(
             store,
             Arc::clone(&published),
             applied_sender,
             events,
-            pump,
             options,
         );
         if loaded.next_position > 0 {
@@ -170,6 +192,7 @@ impl<P: Projection> ProjectionRunner<P> {
             reader: ProjectionReader { published, applied },
             stop: Some(stop),
             task: Some(tokio::spawn(task.run(stop_receiver))),
+            own_feed: None,
         })
     }
 

@@ -1,55 +1,39 @@
-//! The runner's task: pull events from the subscription, fold them in batches,
-//! publish, and snapshot.
+//! The runner's task: take event batches from the feed, fold them, publish, and
+//! snapshot.
 //!
-//! The subscription is read by a separate pump task into a bounded channel, so the
-//! fold loop can wait on events, a stop request and the snapshot timer at once
-//! without ever cancelling a half-finished subscription read (a backend's `next`
-//! need not be cancel-safe; the channel's `recv_many` is).
+//! The events come from a feed ([`crate::feed`]) (shared with other runners, or the
+//! runner's own) through a bounded channel, so the fold loop can wait on events, a
+//! stop request and the snapshot timer at once without ever cancelling a
+//! half-finished subscription read (a backend's `next` need not be cancel-safe;
+//! the channel's `recv_many` is).
 
 use std::{path::Path, sync::Arc};
 
 use parking_lot::RwLock;
 use tokio::{
     sync::{mpsc, oneshot, watch},
-    task::JoinHandle,
     time::Instant,
 };
-use tutorlog_schemas::RecordedEvent;
-use tutorlog_store::{EventStore, StoreError, Subscription};
+use tutorlog_store::EventStore;
 
 use crate::{
     error::ProjectionError,
-    projection::{fold_record, Folded, Projection},
+    feed::{FeedDelivery, FeedEvent, FeedSlice},
+    projection::{fold_feed_event, Folded, Projection},
     reader::Published,
     runner::{RunnerExit, RunnerOptions, StopReason},
     snapshot, telemetry,
 };
 
-type Delivery = Result<RecordedEvent, StoreError>;
-
-/// Forwards the subscription into `events` until the store closes, the
-/// subscription fails (the error is forwarded), or the runner drops the receiver.
-pub(crate) async fn pump(mut subscription: Subscription, events: mpsc::Sender<Delivery>) {
-    loop {
-        let next = tokio::select! {
-            next = subscription.next() => next,
-            () = events.closed() => return,
-        };
-        let Some(delivery) = next else { return };
-        let failed = delivery.is_err();
-        if events.send(delivery).await.is_err() || failed {
-            return;
-        }
-    }
-}
+/// Slices taken from the channel per wake-up.
+const SLICES_PER_RECEIVE: usize = 64;
 
 /// The fold loop's state; owned by the runner's task.
 pub(crate) struct RunnerTask<S: ?Sized, P> {
     store: Arc<S>,
     published: Arc<RwLock<Published<P>>>,
     applied: watch::Sender<u64>,
-    events: mpsc::Receiver<Delivery>,
-    pump: JoinHandle<()>,
+    events: mpsc::Receiver<FeedDelivery>,
     options: RunnerOptions,
     /// Events `0..next_position` are folded (mirrors `published.next_position`).
     next_position: u64,
@@ -66,8 +50,7 @@ impl<S: EventStore + ?Sized, P: Projection> RunnerTask<S, P> {
         store: Arc<S>,
         published: Arc<RwLock<Published<P>>>,
         applied: watch::Sender<u64>,
-        events: mpsc::Receiver<Delivery>,
-        pump: JoinHandle<()>,
+        events: mpsc::Receiver<FeedDelivery>,
         options: RunnerOptions,
     ) -> Self {
         let next_position = published.read().next_position;
@@ -76,7 +59,6 @@ impl<S: EventStore + ?Sized, P: Projection> RunnerTask<S, P> {
             published,
             applied,
             events,
-            pump,
             options,
             next_position,
             snapshot_next_position: next_position,
@@ -92,7 +74,6 @@ impl<S: EventStore + ?Sized, P: Projection> RunnerTask<S, P> {
         mut stop: oneshot::Receiver<()>,
     ) -> Result<RunnerExit, ProjectionError> {
         let outcome = self.follow(&mut stop).await;
-        self.pump.abort();
         let snapshot = self.snapshot_if_changed().await;
         tracing::info!(
             projection = P::NAME,
@@ -117,7 +98,7 @@ impl<S: EventStore + ?Sized, P: Projection> RunnerTask<S, P> {
         &mut self,
         stop: &mut oneshot::Receiver<()>,
     ) -> Result<StopReason, ProjectionError> {
-        let mut batch = Vec::with_capacity(self.options.batch_events_max);
+        let mut slices = Vec::with_capacity(SLICES_PER_RECEIVE);
         loop {
             let changed = self.next_position != self.attempted_next_position;
             let deadline = self.attempted_at + self.options.snapshot_interval;
@@ -125,11 +106,11 @@ impl<S: EventStore + ?Sized, P: Projection> RunnerTask<S, P> {
                 biased;
                 // A dropped sender also means stop (the runner handle is gone).
                 _ = &mut *stop => return Ok(StopReason::Requested),
-                received = self.events.recv_many(&mut batch, self.options.batch_events_max) => {
+                received = self.events.recv_many(&mut slices, SLICES_PER_RECEIVE) => {
                     if received == 0 {
                         return Ok(StopReason::StoreClosed);
                     }
-                    self.fold_batch(&mut batch)?;
+                    self.fold_slices(&mut slices)?;
                 }
                 () = tokio::time::sleep_until(deadline), if changed => {
                     self.snapshot_logged().await;
@@ -142,31 +123,49 @@ impl<S: EventStore + ?Sized, P: Projection> RunnerTask<S, P> {
         }
     }
 
-    /// Folds a batch under one write lock, then publishes the new position. On an
+    /// Folds the received slices, at most `batch_events_max` events under one write
+    /// lock (readers wait at most that long), publishing after each lock. On an
     /// error the events before it stay folded and published.
-    fn fold_batch(&mut self, batch: &mut Vec<Delivery>) -> Result<(), ProjectionError> {
-        let mut skipped = 0u64;
+    fn fold_slices(&mut self, slices: &mut Vec<FeedDelivery>) -> Result<(), ProjectionError> {
         let mut outcome = Ok(());
-        let mut published = self.published.write();
-        for delivery in batch.drain(..) {
-            let folded = delivery
-                .map_err(|source| ProjectionError::Store {
-                    projection: P::NAME,
-                    source,
-                })
-                .and_then(|recorded| fold_next(&mut published, &recorded));
-            match folded {
-                Ok(Folded::Applied) => {}
-                Ok(Folded::Skipped) => skipped += 1,
-                Err(error) => {
-                    outcome = Err(error);
-                    break;
+        let mut events = slices
+            .iter()
+            .map_while(|delivery| match delivery {
+                Ok(slice) => Some(slice),
+                Err(source) => {
+                    outcome = Err(ProjectionError::Store {
+                        projection: P::NAME,
+                        source: Arc::clone(source),
+                    });
+                    None
+                }
+            })
+            .flat_map(FeedSlice::events)
+            .peekable();
+        while events.peek().is_some() {
+            let mut skipped = 0u64;
+            let mut published = self.published.write();
+            let mut folded_error = None;
+            for event in events.by_ref().take(self.options.batch_events_max) {
+                match fold_next(&mut published, event) {
+                    Ok(Folded::Applied) => {}
+                    Ok(Folded::Skipped) => skipped += 1,
+                    Err(error) => {
+                        folded_error = Some(error);
+                        break;
+                    }
                 }
             }
+            let next_position = published.next_position;
+            drop(published);
+            self.publish(next_position, skipped);
+            if let Some(error) = folded_error {
+                slices.clear();
+                return Err(error);
+            }
         }
-        let next_position = published.next_position;
-        drop(published);
-        self.publish(next_position, skipped);
+        drop(events);
+        slices.clear();
         outcome
     }
 
@@ -240,8 +239,9 @@ impl<S: EventStore + ?Sized, P: Projection> RunnerTask<S, P> {
 /// Folds the event that must come next, or stops on a gap or repeat.
 fn fold_next<P: Projection>(
     published: &mut Published<P>,
-    recorded: &RecordedEvent,
+    event: &FeedEvent,
 ) -> Result<Folded, ProjectionError> {
+    let recorded = &event.recorded;
     if recorded.position != published.next_position {
         return Err(ProjectionError::PositionGap {
             projection: P::NAME,
@@ -249,7 +249,7 @@ fn fold_next<P: Projection>(
             got: recorded.position,
         });
     }
-    let folded = fold_record(&mut published.projection, recorded)?;
+    let folded = fold_feed_event(&mut published.projection, event)?;
     published.next_position += 1;
     published.last_event_id = *recorded.event_id.as_bytes();
     if folded == Folded::Skipped {

@@ -250,6 +250,15 @@ impl SubscriptionSource for MemorySubscription {
             self.buffer = batch.into_iter();
         }
     }
+
+    fn next_buffered(&mut self) -> Option<RecordedEvent> {
+        let event = self.buffer.next()?;
+        self.next = match &self.stream {
+            None => event.position + 1,
+            Some(_) => event.revision + 1,
+        };
+        Some(event)
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,14 @@ pub trait SubscriptionSource: Send {
     /// The next event, or `None` once the store has shut down and every durable
     /// event was delivered.
     async fn next(&mut self) -> Option<Result<RecordedEvent, StoreError>>;
+
+    /// The next event if it is already in hand, without reading or waiting; `None`
+    /// when the next one needs a read or a wait (or the source buffers nothing, the
+    /// default). Lets a reader take a whole fetched chunk at once after
+    /// [`SubscriptionSource::next`] returned its first event.
+    fn next_buffered(&mut self) -> Option<RecordedEvent> {
+        None
+    }
 }
 
 /// A catch-up then live subscription to `$all` or one stream: no gap, no duplicate,
@@ -27,6 +35,12 @@ impl Subscription {
     /// The next event; see [`SubscriptionSource::next`].
     pub async fn next(&mut self) -> Option<Result<RecordedEvent, StoreError>> {
         self.source.next().await
+    }
+
+    /// The next event if it is already in hand; see
+    /// [`SubscriptionSource::next_buffered`].
+    pub fn next_buffered(&mut self) -> Option<RecordedEvent> {
+        self.source.next_buffered()
     }
 }
 

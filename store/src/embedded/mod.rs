@@ -1125,6 +1125,9 @@ impl SubscriptionSource for LogSubscription {
             }
         }
     }
+    fn next_buffered(&mut self) -> Option<RecordedEvent> {
+        self.buffer.pop_front()
+    }
 }
 
 #[cfg(test)]
