@@ -27,7 +27,7 @@ use crate::{
     cli::ServeArgs,
     commands::snapshot_dir,
     config::{changed_keys, Config},
-    http::{self, AppState},
+    http::{self, AppState, AppStateInner},
     telemetry, views,
 };
 
@@ -153,7 +153,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&shared),
     ));
     let sighup = spawn_sighup_reload(Arc::clone(&reloader));
-    let state = AppState {
+    let state = AppState::new(AppStateInner {
         store: shared,
         config: Arc::clone(&config),
         metrics: Some(metrics),
@@ -171,7 +171,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         api_keys,
         benchmark_scheduler,
         reloader: Some(reloader),
-    };
+    });
     tracing::info!(address = %local, "listening");
     // TCP_NODELAY: without it a keep-alive client waits on delayed ACKs (~40 ms).
     let listener = listener.tap_io(|tcp| {

@@ -26,9 +26,30 @@ pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 /// Says whether the log is poisoned, and why.
 pub type PoisonCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`AppStateInner`]. Handlers get the
+/// state by value, once per request; behind one `Arc` that is a single count
+/// instead of twenty-odd (a gateway profile showed the field-by-field clone and
+/// drop at 1.8 % of the daemon's CPU).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    /// Shares `inner` with every handler.
+    pub fn new(inner: AppStateInner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppStateInner {
     /// The event log.
     pub store: Arc<dyn EventStore>,
     /// The effective configuration.
