@@ -9,8 +9,12 @@
 //! cargo bench --bench gateway_overhead -- [--quick] [--seconds S] [--rounds R]
 //!     [--loads c1,c32,r100,r1000] [--targets direct,strict,fast,litellm]
 //!     [--litellm PATH | --no-litellm] [--dir PATH] [--keep]
-//!     [--perf TARGET:LOAD:FILE] [--tutorlog PATH]
+//!     [--perf TARGET:LOAD:FILE] [--tutorlog PATH] [--baseline PATH]
 //! ```
+//!
+//! `--baseline PATH` adds the targets `strict-base` and `fast-base`: the same two
+//! daemons from another build, in the same interleaved rounds, for a before/after
+//! comparison that the machine's weather cannot tilt.
 //!
 //! Loads: `cN` is N keep-alive connections in a closed loop (each sends its next
 //! request when the last answer is read); `rN` is an open loop at N requests/s over
@@ -114,6 +118,10 @@ enum Kind {
     Direct,
     Strict,
     Fast,
+    /// `strict` from the `--baseline` build.
+    StrictBase,
+    /// `fast` from the `--baseline` build.
+    FastBase,
     LiteLlm,
 }
 
@@ -123,9 +131,11 @@ impl Kind {
             "direct" => Kind::Direct,
             "strict" => Kind::Strict,
             "fast" => Kind::Fast,
+            "strict-base" => Kind::StrictBase,
+            "fast-base" => Kind::FastBase,
             "litellm" => Kind::LiteLlm,
             other => fail(&format!(
-                "unknown target {other:?} (direct, strict, fast, litellm)"
+                "unknown target {other:?} (direct, strict, fast, strict-base, fast-base, litellm)"
             )),
         }
     }
@@ -135,6 +145,8 @@ impl Kind {
             Kind::Direct => "direct to mock",
             Kind::Strict => "tutorlog strict",
             Kind::Fast => "tutorlog fast",
+            Kind::StrictBase => "baseline strict",
+            Kind::FastBase => "baseline fast",
             Kind::LiteLlm => "litellm",
         }
     }
@@ -152,6 +164,8 @@ struct Args {
     perf: Option<(Kind, Load, PathBuf)>,
     /// The `tutorlog` binary to measure (default: the one this bench was built with).
     tutorlog: PathBuf,
+    /// Another build, for the `strict-base` and `fast-base` targets.
+    baseline: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -165,6 +179,7 @@ fn parse_args() -> Args {
         keep: false,
         perf: None,
         tutorlog: PathBuf::from(BIN),
+        baseline: None,
     };
     let (mut quick, mut seconds_given, mut rounds_given, mut no_litellm) =
         (false, false, false, false);
@@ -203,6 +218,7 @@ fn parse_args() -> Args {
             "--keep" => args.keep = true,
             "--perf" => args.perf = Some(parse_perf(&value("--perf"))),
             "--tutorlog" => args.tutorlog = PathBuf::from(value("--tutorlog")),
+            "--baseline" => args.baseline = Some(PathBuf::from(value("--baseline"))),
             "--quick" => quick = true,
             // `cargo bench` passes `--bench`.
             "--bench" => {}
@@ -220,6 +236,24 @@ fn parse_args() -> Args {
     if !args.kinds.contains(&Kind::Direct) {
         fail("--targets must include direct: every overhead is relative to it");
     }
+    match &args.baseline {
+        Some(_) => {
+            for kind in [Kind::StrictBase, Kind::FastBase] {
+                if !args.kinds.contains(&kind) {
+                    args.kinds.push(kind);
+                }
+            }
+            args.kinds.sort();
+        }
+        None if args
+            .kinds
+            .iter()
+            .any(|k| matches!(k, Kind::StrictBase | Kind::FastBase)) =>
+        {
+            fail("strict-base and fast-base need --baseline PATH")
+        }
+        None => {}
+    }
     resolve_litellm(&mut args, no_litellm);
     args
 }
@@ -227,7 +261,7 @@ fn parse_args() -> Args {
 const USAGE: &str = "gateway_overhead [--quick] [--seconds S] [--rounds R] \
 [--loads c1,c32,r100,r1000] [--targets direct,strict,fast,litellm] \
 [--litellm PATH | --no-litellm] [--dir PATH] [--keep] [--perf TARGET:LOAD:FILE] \
-[--tutorlog PATH]";
+[--tutorlog PATH] [--baseline PATH]";
 
 fn parse_perf(text: &str) -> (Kind, Load, PathBuf) {
     let mut parts = text.splitn(3, ':');
@@ -524,9 +558,16 @@ models = [{{ name = "mock-1", input_usd_per_mtok = 1.0, output_usd_per_mtok = 2.
     )
 }
 
-fn start_daemon(bin: &Path, dir: &Path, mode: &str, mock: SocketAddr) -> (Proc, SocketAddr) {
+/// `label` names the data directory (several daemons may share a `mode`).
+fn start_daemon(
+    bin: &Path,
+    dir: &Path,
+    label: &str,
+    mode: &str,
+    mock: SocketAddr,
+) -> (Proc, SocketAddr) {
     let port = free_port();
-    let home = dir.join(format!("tutorlog-{mode}"));
+    let home = dir.join(format!("tutorlog-{label}"));
     std::fs::create_dir_all(&home).expect("daemon directory");
     let config = home.join("tutorlog.toml");
     std::fs::write(&config, daemon_config(port, mode, mock)).expect("daemon config");
@@ -542,7 +583,7 @@ fn start_daemon(bin: &Path, dir: &Path, mode: &str, mock: SocketAddr) -> (Proc, 
         .expect("spawn tutorlog serve");
     let mut proc = Proc {
         child,
-        name: format!("tutorlog serve ({mode})"),
+        name: format!("tutorlog serve ({label})"),
         group: false,
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -1369,13 +1410,15 @@ fn start_all(args: &Args, dir: &Path) -> Running {
     for &kind in &args.kinds {
         let (addr, pid, authorization) = match kind {
             Kind::Direct => (mock, None, None),
-            Kind::Strict | Kind::Fast => {
-                let mode = if kind == Kind::Strict {
-                    "strict"
-                } else {
-                    "fast"
+            Kind::Strict | Kind::Fast | Kind::StrictBase | Kind::FastBase => {
+                let baseline = || args.baseline.as_ref().expect("checked in parse_args");
+                let (binary, label, mode) = match kind {
+                    Kind::Strict => (&args.tutorlog, "strict", "strict"),
+                    Kind::Fast => (&args.tutorlog, "fast", "fast"),
+                    Kind::StrictBase => (baseline(), "strict-base", "strict"),
+                    _ => (baseline(), "fast-base", "fast"),
                 };
-                let (proc, addr) = start_daemon(&args.tutorlog, dir, mode, mock);
+                let (proc, addr) = start_daemon(binary, dir, label, mode, mock);
                 let pid = proc.pid();
                 procs.push(proc);
                 (addr, Some(pid), Some(format!("Bearer {API_KEY}")))
@@ -1435,6 +1478,9 @@ fn main() {
         cpu_model()
     );
     println!("tutorlog binary: {}", args.tutorlog.display());
+    if let Some(baseline) = &args.baseline {
+        println!("baseline binary: {}", baseline.display());
+    }
     print_machine("at the start");
     let running = start_all(&args, dir.path());
     let mut bench = Bench {
