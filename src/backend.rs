@@ -129,12 +129,13 @@ impl StoreHandle {
 }
 
 /// Opens the log named by `config.store` (`backend`, `kurrentdb_url`,
-/// `segment_bytes`); the embedded log lives in `<data_dir>/log`.
+/// `segment_bytes`, `linger_micros`); the embedded log lives in `<data_dir>/log`.
 pub async fn open_store(config: &Config, data_dir: &Path) -> anyhow::Result<StoreHandle> {
     match config.store.backend.as_str() {
         "embedded" => {
             let options = StoreOptions {
                 segment_bytes: config.store.segment_bytes,
+                linger: std::time::Duration::from_micros(config.store.linger_micros),
                 ..StoreOptions::default()
             };
             let dir = crate::commands::log_dir(data_dir);

@@ -111,6 +111,11 @@ pub struct StoreConfig {
     pub kurrentdb_url: Option<String>,
     /// Size at which the embedded log starts a new segment file.
     pub segment_bytes: u64,
+    /// Embedded log: how long (µs) a write nobody waits on (a gateway call's record,
+    /// its commit in fast mode, a circuit outcome) may be held back to share an
+    /// fsync with later writes; any write a caller waits on ends the wait at once.
+    /// 0 turns it off; at most 100,000.
+    pub linger_micros: u64,
 }
 
 impl Default for StoreConfig {
@@ -119,6 +124,7 @@ impl Default for StoreConfig {
             backend: "embedded".into(),
             kurrentdb_url: None,
             segment_bytes: tutorlog_store::embedded::SEGMENT_BYTES_DEFAULT,
+            linger_micros: tutorlog_store::embedded::LINGER_DEFAULT.as_micros() as u64,
         }
     }
 }
@@ -393,6 +399,13 @@ impl Config {
                     "must be between 4096 and {}",
                     tutorlog_store::embedded::SEGMENT_BYTES_MAX
                 ),
+            ));
+        }
+        let linger_max = tutorlog_store::embedded::LINGER_MAX.as_micros() as u64;
+        if self.store.linger_micros > linger_max {
+            return Err(invalid(
+                "store.linger_micros",
+                format!("must be between 0 and {linger_max}"),
             ));
         }
         let learning = &self.learning;

@@ -39,6 +39,7 @@ fn options() -> StoreOptions {
     StoreOptions {
         segment_bytes: 16 * 1024,
         preallocate_bytes: 4096,
+        ..StoreOptions::default()
     }
 }
 

@@ -122,6 +122,8 @@ pub enum PipelineMsg<D: Decider> {
     Drain(RpcReplyPort<()>),
     /// Send what was kept after a refused append (scheduled by the actor itself).
     Retry,
+    /// The hold is over: send what waits (scheduled by the actor itself).
+    HoldOver,
 }
 
 /// What a [`Pipelined`] actor is started with.
@@ -134,6 +136,11 @@ pub struct PipelineArgs<D: Decider> {
     pub clock: Arc<dyn Clock>,
     /// Called with the working state after each decision and after loading.
     pub publish: Publish<D::State>,
+    /// How long commands nobody waits on ([`Ack::None`], [`Ack::Decided`]) may wait
+    /// in the actor for one somebody waits on ([`Ack::Durable`]), so that both go
+    /// in one append: a budget's commit then rides with the next reservation
+    /// instead of making it wait for a second fsync. Zero sends at once.
+    pub hold: Duration,
 }
 
 /// The actor. See the module docs.
@@ -177,11 +184,20 @@ pub struct PipelineState<D: Decider> {
     held: HashMap<Uuid, (CommandMeta, Vec<D::Event>)>,
     pending: Vec<Entry<D>>,
     in_flight: Option<Vec<Entry<D>>>,
+    /// The in-flight append went as deferred (no caller waits on it), so the log
+    /// may be holding it back; see [`EventStore::append_deferred`].
+    in_flight_deferred: bool,
     drain_waiters: Vec<RpcReplyPort<()>>,
     stale: bool,
     /// No append is sent before this (set after an append the log refused for a
     /// reason that passes; a [`PipelineMsg::Retry`] is due then).
     retry_at: Option<Instant>,
+    /// See [`PipelineArgs::hold`].
+    hold: Duration,
+    /// A [`PipelineMsg::HoldOver`] is scheduled.
+    holding: bool,
+    /// The hold ended while an append was in flight: send at the next chance.
+    hold_over: bool,
 }
 
 /// A copy of a store error for the second and later waiters of a failed batch
@@ -306,6 +322,10 @@ where
                 position: self.position,
             })));
         }
+        // A caller waits on this one, behind an append the log may hold back.
+        if matches!(ack, Ack::Durable(_)) && self.in_flight.is_some() && self.in_flight_deferred {
+            self.store.expedite();
+        }
         let ack = match ack {
             Ack::Decided(port) => {
                 let mut all = released.clone();
@@ -329,7 +349,8 @@ where
         self.flush(myself);
     }
 
-    /// Sends the pending batch if nothing is in flight (and no retry is waited for).
+    /// Sends the pending batch if nothing is in flight (and no retry is waited for),
+    /// unless all of it may still wait for company ([`PipelineArgs::hold`]).
     fn flush(&mut self, myself: &ActorRef<PipelineMsg<D>>) {
         if self.in_flight.is_some() || self.pending.is_empty() {
             return;
@@ -337,6 +358,26 @@ where
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
+        let anyone_waits = self.hold_over
+            || !self.drain_waiters.is_empty()
+            || self
+                .pending
+                .iter()
+                .any(|entry| matches!(entry.ack, Ack::Durable(_)));
+        if !self.hold.is_zero() && !anyone_waits {
+            if !self.holding {
+                self.holding = true;
+                // Fire and forget: if the actor is gone, so is the hold.
+                drop(myself.send_after(self.hold, || PipelineMsg::HoldOver));
+            }
+            return;
+        }
+        self.send_pending(myself);
+    }
+
+    /// Sends the pending batch now (nothing is in flight).
+    fn send_pending(&mut self, myself: &ActorRef<PipelineMsg<D>>) {
+        self.hold_over = false;
         self.retry_at = None;
         let batch = std::mem::take(&mut self.pending);
         let mut records = Vec::new();
@@ -366,9 +407,19 @@ where
         let stream = self.stream.clone();
         let expected = ExpectedRevision::after(self.revision);
         let myself = myself.clone();
+        // Nobody waits on a batch without durable acks (a budget's commits, a
+        // circuit's outcomes): the log may let it share a later fsync.
+        let deferred = !batch
+            .iter()
+            .any(|entry| matches!(entry.ack, Ack::Durable(_)));
         self.in_flight = Some(batch);
+        self.in_flight_deferred = deferred;
         tokio::spawn(async move {
-            let result = store.append(&stream, expected, records).await;
+            let result = if deferred {
+                store.append_deferred(&stream, expected, records).await
+            } else {
+                store.append(&stream, expected, records).await
+            };
             // The actor may have stopped (shutdown); the append stands either way.
             let _ = myself.cast(PipelineMsg::Appended(result));
         });
@@ -514,9 +565,13 @@ where
             held: HashMap::new(),
             pending: Vec::new(),
             in_flight: None,
+            in_flight_deferred: false,
             drain_waiters: Vec::new(),
             stale: true,
             retry_at: None,
+            hold: args.hold,
+            holding: false,
+            hold_over: false,
         };
         // Hot aggregates are started once, at daemon start: load now so the
         // published view is right before the first request.
@@ -557,8 +612,18 @@ where
                 }
                 state.flush(&myself);
             }
+            PipelineMsg::HoldOver => {
+                state.holding = false;
+                state.hold_over = true;
+                state.flush(&myself);
+            }
             PipelineMsg::Drain(reply) => {
                 state.drain_waiters.push(reply);
+                if state.in_flight.is_some() && state.in_flight_deferred {
+                    state.store.expedite();
+                }
+                // Someone waits now: what was held goes.
+                state.flush(&myself);
                 state.notify_drained();
             }
             PipelineMsg::GetState(reply) => {

@@ -438,6 +438,7 @@ mod tests {
             max_tokens_limit: 1_000,
             record_content: false,
             session_ttl: Duration::from_secs(60),
+            hold: tutorlog_store::embedded::LINGER_DEFAULT,
         }
     }
 

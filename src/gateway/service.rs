@@ -408,6 +408,10 @@ pub struct GatewayOptions {
     pub record_content: bool,
     /// Session continuity lifetime.
     pub session_ttl: Duration,
+    /// How long a commit, release or circuit outcome may wait in its actor to
+    /// share the next append (`store.linger_micros`, the same window the embedded
+    /// log holds deferred writes for).
+    pub hold: Duration,
 }
 
 impl GatewayOptions {
@@ -420,6 +424,7 @@ impl GatewayOptions {
             max_tokens_limit: config.gateway.max_tokens_limit,
             record_content: config.gateway.record_content,
             session_ttl: Duration::from_secs(config.gateway.session_ttl_secs),
+            hold: Duration::from_micros(config.store.linger_micros),
         }
     }
 }
@@ -654,6 +659,8 @@ impl Gateway {
     /// Waits until every recording, commit, release and circuit outcome sent so
     /// far is durable.
     pub async fn flush(&self) {
+        // Someone waits: what the log holds back for company goes now.
+        self.inner.store.expedite();
         let all = u32::try_from(RECORDINGS_IN_FLIGHT_MAX).unwrap_or(u32::MAX);
         if let Ok(permits) = self.inner.recordings.acquire_many(all).await {
             drop(permits);
@@ -1167,7 +1174,12 @@ impl Gateway {
             let stream = format!("request-{request_id}");
             // `Any`, not `NoStream`: a `select` and the call it precedes may share a
             // request id when a client reuses one.
-            if let Err(error) = store.append(&stream, ExpectedRevision::Any, records).await {
+            // Deferred: the answer has gone out, so the record may share the next
+            // call's fsync instead of paying for its own.
+            let appended = store
+                .append_deferred(&stream, ExpectedRevision::Any, records)
+                .await;
+            if let Err(error) = appended {
                 tracing::warn!(%error, %stream, "could not record the gateway call");
             }
         });
@@ -1310,6 +1322,7 @@ impl ProviderRuntime {
             Arc::clone(store),
             Arc::clone(clock),
             actor_timeout,
+            options.hold,
         )
         .await
         .map_err(|e| anyhow::anyhow!("starting the budget of provider {}: {e}", provider.name))?;
@@ -1319,6 +1332,7 @@ impl ProviderRuntime {
             Arc::clone(store),
             Arc::clone(clock),
             actor_timeout,
+            options.hold,
         )
         .await
         .map_err(|e| anyhow::anyhow!("starting the circuit of provider {}: {e}", provider.name))?;

@@ -35,6 +35,8 @@ fn options() -> GatewayOptions {
         max_tokens_limit: 1_000,
         record_content: true,
         session_ttl: Duration::from_secs(60),
+        // The daemon's default, so these tests see commits held for company.
+        hold: tutorlog_store::embedded::LINGER_DEFAULT,
     }
 }
 

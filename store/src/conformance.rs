@@ -28,6 +28,7 @@ pub trait Harness: Send + Sync {
 pub async fn run_all<H: Harness>(harness: &H) {
     let store = Arc::new(harness.open().await);
     appends_and_reads_a_stream(store.as_ref()).await;
+    deferred_appends_keep_the_append_rules(store.as_ref()).await;
     expected_revision_rules(store.as_ref()).await;
     rejects_invalid_input(store.as_ref()).await;
     one_writer_wins_each_revision(&store).await;
@@ -54,6 +55,35 @@ fn label(event: &tutorlog_schemas::RecordedEvent) -> String {
 
 fn start_position<S: EventStore>(store: &S) -> u64 {
     store.last_position().map_or(0, |p| p + 1)
+}
+
+/// `append_deferred` is an append: same revisions and positions, same
+/// expected-revision check, readable once it returns; `expedite` is harmless.
+pub async fn deferred_appends_keep_the_append_rules<S: EventStore>(store: &S) {
+    let stream = unique("conf-deferred");
+    let first = store
+        .append_deferred(&stream, ExpectedRevision::NoStream, vec![test_event("d0")])
+        .await
+        .expect("deferred append");
+    assert_eq!((first.first_revision, first.last_revision), (0, 0));
+    assert_eq!(store.last_position(), Some(first.position));
+    let refused = store
+        .append_deferred(&stream, ExpectedRevision::NoStream, vec![test_event("no")])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::WrongExpectedRevision { .. })),
+        "a deferred append checks the expected revision: {refused:?}"
+    );
+    store.expedite();
+    let (plain, deferred) = tokio::join!(
+        store.append(&stream, ExpectedRevision::Any, vec![test_event("p1")]),
+        store.append_deferred(&stream, ExpectedRevision::Any, vec![test_event("d2")]),
+    );
+    let (plain, deferred) = (plain.expect("plain"), deferred.expect("deferred"));
+    assert_ne!(plain.first_revision, deferred.first_revision);
+    let read = store.read_stream(&stream, 0, 10).await.expect("read");
+    assert_eq!(read.len(), 3);
+    assert_eq!(label(&read[0]), "d0");
 }
 
 /// Revisions are dense from 0; reads respect `from` and `max`; unknown streams are empty.

@@ -50,6 +50,25 @@ pub trait EventStore: Send + Sync + 'static {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError>;
 
+    /// [`EventStore::append`] for events no caller is waiting on (a gateway call's
+    /// record, a cost committed after the answer went out): the same guarantee,
+    /// acknowledged only once durable, but the log may hold the append back for a
+    /// short while so that it shares an fsync with later ones (the embedded log's
+    /// `linger`). An append a caller waits on, or [`EventStore::expedite`], ends
+    /// that wait. The default is a plain append.
+    async fn append_deferred(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        self.append(stream, expected, events).await
+    }
+
+    /// Asks the log to write what [`EventStore::append_deferred`] holds back now:
+    /// someone is waiting behind it. The default does nothing.
+    fn expedite(&self) {}
+
     /// Reads up to `max` events of `stream` starting at revision `from_revision`.
     /// An unknown stream reads as empty.
     async fn read_stream(

@@ -37,6 +37,7 @@ fn options() -> StoreOptions {
     StoreOptions {
         segment_bytes: 64 * 1024,
         preallocate_bytes: 8 * 1024,
+        ..StoreOptions::default()
     }
 }
 
@@ -317,10 +318,15 @@ fn child(dir: PathBuf) {
                         })
                         .collect();
                     let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
-                    match store
-                        .append(&stream, ExpectedRevision::after(revision), events)
-                        .await
-                    {
+                    // Half the writers append deferred, so kills also land while
+                    // the writer holds a batch back (linger).
+                    let expected = ExpectedRevision::after(revision);
+                    let appended = if writer % 2 == 0 {
+                        store.append_deferred(&stream, expected, events).await
+                    } else {
+                        store.append(&stream, expected, events).await
+                    };
+                    match appended {
                         Ok(result) => {
                             revision = Some(result.last_revision);
                             let mut out = String::new();

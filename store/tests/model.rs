@@ -59,6 +59,7 @@ fn options() -> StoreOptions {
     StoreOptions {
         segment_bytes: 8 * 1024,
         preallocate_bytes: 4096,
+        ..StoreOptions::default()
     }
 }
 

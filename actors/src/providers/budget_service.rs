@@ -136,7 +136,9 @@ impl std::fmt::Debug for BudgetHandle {
 
 impl BudgetHandle {
     /// Starts the budget actor of `provider` (stream `budget-{provider}`), loads
-    /// its stream and records `limits` if they changed.
+    /// its stream and records `limits` if they changed. `hold` is
+    /// [`crate::pipeline::PipelineArgs::hold`]: how long a commit or release may
+    /// wait for the next reservation's append.
     pub async fn start(
         provider: &str,
         limits: Limits,
@@ -144,6 +146,7 @@ impl BudgetHandle {
         store: Arc<dyn EventStore>,
         clock: Arc<dyn Clock>,
         timeout: Duration,
+        hold: Duration,
     ) -> Result<BudgetHandle, CommandError> {
         let snapshot = Arc::new(ArcSwap::from_pointee(BudgetSnapshot::default()));
         let published = Arc::clone(&snapshot);
@@ -164,6 +167,7 @@ impl BudgetHandle {
                 store,
                 clock,
                 publish,
+                hold,
             },
             timeout,
         )
@@ -324,6 +328,7 @@ mod tests {
             Arc::clone(&store),
             clock,
             Duration::from_secs(10),
+            Duration::ZERO,
         )
         .await
         .expect("start");
@@ -385,6 +390,7 @@ mod tests {
                 Arc::clone(&store),
                 clock,
                 Duration::from_secs(10),
+                Duration::ZERO,
             )
             .await
             .expect("restart");
@@ -395,6 +401,61 @@ mod tests {
             assert_eq!(snapshot.open_reservations, 0);
             reopened.shutdown().await;
         }
+    }
+
+    /// Event types of the budget stream, in order.
+    async fn budget_stream(store: &Arc<dyn EventStore>) -> Vec<String> {
+        let read = store.read_stream("budget-p", 0, 1_000).await.expect("read");
+        read.into_iter()
+            .map(|e| e.event_type)
+            .filter(|t| t != "budget.limit.changed")
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_held_commit_rides_with_the_next_reservation_and_a_drain_sends_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn EventStore> = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
+        // An hour: nothing nobody waits on is sent unless someone waits.
+        let handle = BudgetHandle::start(
+            "p",
+            Limits {
+                monthly_micros: 1_000_000,
+                per_request_micros: 0,
+            },
+            ReservationMode::Strict,
+            Arc::clone(&store),
+            clock,
+            Duration::from_secs(10),
+            Duration::from_secs(3_600),
+        )
+        .await
+        .expect("start");
+        handle.reserve(request(1, 1_000)).await.expect("reserve 1");
+        handle.commit(Uuid::from_u128(1), 800, 10, 10, "m");
+        // The mailbox is in order: once the state answers, the commit was decided.
+        handle.durable_state().await.expect("state");
+        assert_eq!(budget_stream(&store).await, ["budget.reserved"]);
+        assert_eq!(
+            handle.snapshot().totals.committed_micros,
+            800,
+            "decided at once"
+        );
+        handle.reserve(request(2, 1_000)).await.expect("reserve 2");
+        assert_eq!(
+            budget_stream(&store).await,
+            ["budget.reserved", "budget.committed", "budget.reserved"],
+            "the held commit went in the reservation's append"
+        );
+        handle.release(Uuid::from_u128(2), "failed");
+        handle.flush().await;
+        assert_eq!(
+            budget_stream(&store).await.len(),
+            4,
+            "a drain sends what is held"
+        );
+        handle.shutdown().await;
     }
 
     #[tokio::test]
@@ -425,6 +486,7 @@ mod tests {
                 store,
                 clock,
                 Duration::from_secs(10),
+                Duration::ZERO,
             )
             .await
             .expect("restart");
@@ -508,6 +570,7 @@ mod tests {
                 Arc::clone(&store),
                 Arc::clone(&clock),
                 Duration::from_secs(10),
+                Duration::ZERO,
             )
             .await
             .expect("start");
@@ -534,10 +597,17 @@ mod tests {
             }
             assert!(closed, "{mode:?}: the kept commit reached the log");
             handle.shutdown().await;
-            let after =
-                BudgetHandle::start("p", limits, mode, store, clock, Duration::from_secs(10))
-                    .await
-                    .expect("restart");
+            let after = BudgetHandle::start(
+                "p",
+                limits,
+                mode,
+                store,
+                clock,
+                Duration::from_secs(10),
+                Duration::ZERO,
+            )
+            .await
+            .expect("restart");
             let snapshot = after.snapshot();
             assert_eq!(snapshot.open_reservations, 0, "{mode:?}");
             assert_eq!(snapshot.totals.committed_micros, 1_000, "{mode:?}");

@@ -59,12 +59,14 @@ fn tick(actor: &PipelineHandle<Circuit>, policy: &ArcSwap<CircuitPolicy>) {
 impl CircuitHandle {
     /// Starts the circuit actor of `provider` (stream `circuit-{provider}`) and
     /// loads its stream; the view shows the loaded state before this returns.
+    /// `hold`: how long an outcome may wait in the actor to share an append.
     pub async fn start(
         provider: &str,
         policy: CircuitPolicy,
         store: Arc<dyn EventStore>,
         clock: Arc<dyn Clock>,
         timeout: Duration,
+        hold: Duration,
     ) -> Result<CircuitHandle, CommandError> {
         let policy = Arc::new(ArcSwap::from_pointee(policy));
         let actor_cell: Arc<OnceLock<PipelineHandle<Circuit>>> = Arc::new(OnceLock::new());
@@ -113,6 +115,7 @@ impl CircuitHandle {
                 store,
                 clock: Arc::clone(&clock),
                 publish,
+                hold,
             },
             timeout,
         )
@@ -247,6 +250,7 @@ mod tests {
             Arc::clone(&store),
             clock,
             Duration::from_secs(30),
+            Duration::ZERO,
         )
         .await
         .expect("start");
@@ -338,9 +342,16 @@ mod tests {
         handle.shutdown().await;
 
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(reference_time()));
-        let restarted = CircuitHandle::start("p", POLICY, store, clock, Duration::from_secs(30))
-            .await
-            .expect("restart");
+        let restarted = CircuitHandle::start(
+            "p",
+            POLICY,
+            store,
+            clock,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        )
+        .await
+        .expect("restart");
         assert_eq!(
             restarted.durable_state().await.expect("state").state,
             before

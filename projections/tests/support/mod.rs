@@ -97,6 +97,7 @@ pub fn open_store(dir: &Path) -> Arc<EmbeddedStore> {
     let options = StoreOptions {
         segment_bytes: 1 << 20,
         preallocate_bytes: 4096,
+        ..StoreOptions::default()
     };
     Arc::new(EmbeddedStore::open_with(dir, options).expect("open store"))
 }

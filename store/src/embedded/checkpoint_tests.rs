@@ -18,6 +18,7 @@ fn small() -> StoreOptions {
     StoreOptions {
         segment_bytes: 8 * 1024,
         preallocate_bytes: 4096,
+        ..StoreOptions::default()
     }
 }
 

@@ -31,6 +31,7 @@ use std::{
         Arc,
     },
     thread::JoinHandle,
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -58,6 +59,12 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 /// How far ahead of the writer the active segment is zero-filled.
 pub const PREALLOCATE_BYTES_DEFAULT: u64 = 4 * 1024 * 1024;
+/// Default [`StoreOptions::linger`]: long enough for a gateway call's deferred
+/// appends (its record, its commit, its circuit outcome) to meet the next call's
+/// reservation in one fsync, short against any human wait.
+pub const LINGER_DEFAULT: Duration = Duration::from_millis(1);
+/// Longest [`StoreOptions::linger`] accepted.
+pub const LINGER_MAX: Duration = Duration::from_millis(100);
 /// Most bytes one `append` call may add (frames included).
 pub const APPEND_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// Depth of the writer's queue; appends wait (asynchronously) when it is full.
@@ -70,6 +77,11 @@ pub struct StoreOptions {
     pub segment_bytes: u64,
     /// Zero-fill step for the active segment.
     pub preallocate_bytes: u64,
+    /// How long the writer may hold back a batch made only of
+    /// [`EventStore::append_deferred`] appends, for later appends to share its
+    /// fsync; any plain append (someone waits on it) ends the wait at once. Zero
+    /// turns it off.
+    pub linger: Duration,
 }
 
 impl Default for StoreOptions {
@@ -77,6 +89,7 @@ impl Default for StoreOptions {
         StoreOptions {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
+            linger: LINGER_DEFAULT,
         }
     }
 }
@@ -90,6 +103,12 @@ impl StoreOptions {
             return Err(StoreError::InvalidInput(format!(
                 "segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}, got {}",
                 self.segment_bytes
+            )));
+        }
+        if self.linger > LINGER_MAX {
+            return Err(StoreError::InvalidInput(format!(
+                "linger must be at most {LINGER_MAX:?}, got {:?}",
+                self.linger
             )));
         }
         if self.preallocate_bytes == 0 {
@@ -116,9 +135,25 @@ pub(crate) struct Shared {
     /// to zero-fill (allocate) any new space. Mirrored by the
     /// gauge `tutorlog_log_disk_full`.
     disk_full: AtomicBool,
+    /// The writer is holding back a deferred batch (see [`StoreOptions::linger`]).
+    lingering: AtomicBool,
+    /// Someone asked for held-back appends to be written now.
+    hurry: AtomicBool,
+    /// The writer thread, to wake it from a linger.
+    writer_thread: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl Shared {
+    /// Ends the writer's linger, if it is in one. Cheap when it is not: no
+    /// syscall, so every append can call it.
+    fn wake_writer(&self) {
+        if self.lingering.load(Ordering::SeqCst) {
+            if let Some(thread) = self.writer_thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
     /// Writes an index checkpoint unless the newest one already covers every
     /// record. Returns what the newest checkpoint covers.
     fn checkpoint(&self) -> Result<Option<Covered>, StoreError> {
@@ -156,6 +191,9 @@ impl Drop for Inner {
 /// writing that is not poisoned), and ends subscriptions.
 fn shutdown(inner: &Inner) {
     drop(inner.sender.lock().take());
+    // A lingering writer would see the closed queue by its deadline anyway.
+    inner.shared.hurry.store(true, Ordering::SeqCst);
+    inner.shared.wake_writer();
     let writer = inner.writer.lock().take();
     let stopped_writer = writer.is_some();
     if let Some(handle) = writer {
@@ -568,6 +606,9 @@ impl EmbeddedStore {
             closed: AtomicBool::new(false),
             checkpointed: Mutex::new(recovered.covered),
             disk_full: AtomicBool::new(false),
+            lingering: AtomicBool::new(false),
+            hurry: AtomicBool::new(false),
+            writer_thread: std::sync::OnceLock::new(),
         });
         let checkpointer = if policy.enabled {
             Some(Checkpointer::start(Arc::clone(&shared), policy.clone())?)
@@ -593,6 +634,8 @@ impl EmbeddedStore {
             .name("tutorlog-log-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(|e| StoreError::io("spawning the log writer thread", e))?;
+        // Set once, right here; `get` is `None` only on a read-only store.
+        let _ = shared.writer_thread.set(handle.thread().clone());
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 shared,
@@ -626,6 +669,9 @@ impl EmbeddedStore {
             closed: AtomicBool::new(true),
             checkpointed: Mutex::new(recovered.covered),
             disk_full: AtomicBool::new(false),
+            lingering: AtomicBool::new(false),
+            hurry: AtomicBool::new(false),
+            writer_thread: std::sync::OnceLock::new(),
         });
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -947,27 +993,22 @@ impl EventStore for EmbeddedStore {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        Self::check_append(stream, &events)?;
-        if let Some(reason) = self.poisoned() {
-            return Err(StoreError::Poisoned(reason));
-        }
-        let sender = self.inner.sender.lock().clone();
-        let Some(sender) = sender else {
-            return Err(if self.inner._lock.is_none() {
-                StoreError::ReadOnly
-            } else {
-                StoreError::Closed
-            });
-        };
-        let (reply, response) = oneshot::channel();
-        let request = WriteRequest {
-            stream: stream.to_owned(),
-            expected,
-            events,
-            reply,
-        };
-        sender.send(request).await.map_err(|_| StoreError::Closed)?;
-        response.await.map_err(|_| StoreError::Closed)?
+        self.submit(stream, expected, events, false).await
+    }
+
+    async fn append_deferred(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        self.submit(stream, expected, events, true).await
+    }
+
+    fn expedite(&self) {
+        let shared = &self.inner.shared;
+        shared.hurry.store(true, Ordering::SeqCst);
+        shared.wake_writer();
     }
 
     async fn read_stream(
@@ -1025,6 +1066,41 @@ impl EventStore for EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// Queues one append for the writer and waits until it is durable.
+    async fn submit(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+        deferrable: bool,
+    ) -> Result<AppendResult, StoreError> {
+        Self::check_append(stream, &events)?;
+        if let Some(reason) = self.poisoned() {
+            return Err(StoreError::Poisoned(reason));
+        }
+        let sender = self.inner.sender.lock().clone();
+        let Some(sender) = sender else {
+            return Err(if self.inner._lock.is_none() {
+                StoreError::ReadOnly
+            } else {
+                StoreError::Closed
+            });
+        };
+        let (reply, response) = oneshot::channel();
+        let request = WriteRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            deferrable,
+            reply,
+        };
+        sender.send(request).await.map_err(|_| StoreError::Closed)?;
+        if !deferrable {
+            self.inner.shared.wake_writer();
+        }
+        response.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Synchronous `read_all`, for tools that do not run an async runtime.
     pub fn read_all_blocking(
         &self,

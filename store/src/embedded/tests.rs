@@ -22,7 +22,49 @@ fn small() -> StoreOptions {
     StoreOptions {
         segment_bytes: 16 * 1024,
         preallocate_bytes: 4096,
+        ..StoreOptions::default()
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lingering_deferred_append_is_durable_after_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = StoreOptions {
+        linger: LINGER_MAX,
+        ..StoreOptions::default()
+    };
+    let store = EmbeddedStore::open_with(dir.path(), options.clone()).expect("open");
+    let appending = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .append_deferred("held", ExpectedRevision::Any, vec![test_event("kept")])
+                .await
+        })
+    };
+    // Wait until the writer holds it (the head has not moved), then close.
+    while !store.inner.shared.lingering.load(Ordering::SeqCst) && !appending.is_finished() {
+        tokio::task::yield_now().await;
+    }
+    store.close();
+    let appended = appending.await.expect("task").expect("acknowledged");
+    drop(store);
+    let reopened = EmbeddedStore::open_with(dir.path(), options).expect("reopen");
+    let read = reopened.read_stream("held", 0, 10).await.expect("read");
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].position, appended.position);
+    reopened.close();
+}
+
+#[test]
+fn a_linger_past_the_maximum_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = StoreOptions {
+        linger: LINGER_MAX + Duration::from_millis(1),
+        ..StoreOptions::default()
+    };
+    let refused = EmbeddedStore::open_with(dir.path(), options);
+    assert!(matches!(refused, Err(StoreError::InvalidInput(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -32,7 +32,7 @@ use std::{
     fs::File,
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{atomic::Ordering, Arc},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -65,6 +65,8 @@ pub struct WriteRequest {
     pub stream: String,
     pub expected: ExpectedRevision,
     pub events: Vec<NewEvent>,
+    /// Nobody waits on it: the writer may hold it back (`StoreOptions::linger`).
+    pub deferrable: bool,
     pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
 }
 
@@ -96,6 +98,32 @@ fn fail_requests(requests: impl Iterator<Item = WriteRequest>, error: &StoreErro
     for request in requests {
         let _ignored_if_caller_left = request.reply.send(Err(error.clone_for_reply()));
     }
+}
+
+/// Moves what is queued into `batch`, up to the batch limits, without waiting.
+/// Returns false once the queue is closed and empty.
+fn take_queued(
+    receiver: &mut mpsc::Receiver<WriteRequest>,
+    batch: &mut Vec<WriteRequest>,
+    bytes: &mut usize,
+    deferrable: &mut bool,
+) -> bool {
+    while batch.len() < BATCH_REQUESTS_MAX && *bytes < BATCH_BYTES_SOFT_MAX {
+        match receiver.try_recv() {
+            Ok(request) => {
+                *bytes += request
+                    .events
+                    .iter()
+                    .map(|e| e.payload.len())
+                    .sum::<usize>();
+                *deferrable &= request.deferrable;
+                batch.push(request);
+            }
+            Err(mpsc::error::TryRecvError::Empty) => return true,
+            Err(mpsc::error::TryRecvError::Disconnected) => return false,
+        }
+    }
+    true
 }
 
 pub struct Writer {
@@ -265,18 +293,10 @@ impl Writer {
         while let Some(first) = receiver.blocking_recv() {
             batch.push(first);
             let mut bytes: usize = batch[0].events.iter().map(|e| e.payload.len()).sum();
-            while batch.len() < BATCH_REQUESTS_MAX && bytes < BATCH_BYTES_SOFT_MAX {
-                match receiver.try_recv() {
-                    Ok(request) => {
-                        bytes += request
-                            .events
-                            .iter()
-                            .map(|e| e.payload.len())
-                            .sum::<usize>();
-                        batch.push(request);
-                    }
-                    Err(_) => break,
-                }
+            let mut deferrable = batch[0].deferrable;
+            take_queued(&mut receiver, &mut batch, &mut bytes, &mut deferrable);
+            if deferrable && !self.options.linger.is_zero() {
+                self.linger(&mut receiver, &mut batch, &mut bytes, &mut deferrable);
             }
             self.commit_batch(&mut batch);
             self.fill_ahead();
@@ -303,6 +323,39 @@ impl Writer {
                 tracing::error!(%error, "final log sync failed");
             }
         }
+    }
+
+    /// Holds a batch of deferred appends back until a plain append arrives, someone
+    /// hurries it, the batch is full, the queue closes, or `linger` has passed.
+    fn linger(
+        &self,
+        receiver: &mut mpsc::Receiver<WriteRequest>,
+        batch: &mut Vec<WriteRequest>,
+        bytes: &mut usize,
+        deferrable: &mut bool,
+    ) {
+        let shared = &self.shared;
+        if shared.hurry.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let deadline = Instant::now() + self.options.linger;
+        // Announce the linger before the last look at the queue: an append sent
+        // after that look sees the flag and unparks us (an unpark before the park
+        // makes the park return at once).
+        shared.lingering.store(true, Ordering::SeqCst);
+        loop {
+            let open = take_queued(receiver, batch, bytes, deferrable);
+            let full = batch.len() >= BATCH_REQUESTS_MAX || *bytes >= BATCH_BYTES_SOFT_MAX;
+            if !open || full || !*deferrable || shared.hurry.swap(false, Ordering::SeqCst) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+        shared.lingering.store(false, Ordering::SeqCst);
     }
 
     fn commit_batch(&mut self, batch: &mut Vec<WriteRequest>) {
@@ -918,6 +971,7 @@ mod tests {
         let options = StoreOptions {
             segment_bytes,
             preallocate_bytes: 4096,
+            ..StoreOptions::default()
         };
         let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
         let mut acked: Vec<(AppendResult, String)> = Vec::new();
@@ -983,6 +1037,7 @@ mod tests {
         let options = StoreOptions {
             segment_bytes: 64 * 1024,
             preallocate_bytes: 4096,
+            ..StoreOptions::default()
         };
         let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
         let mut acked: Vec<(AppendResult, String)> = Vec::new();
@@ -1053,6 +1108,7 @@ mod tests {
         let options = StoreOptions {
             segment_bytes: 64 * 1024,
             preallocate_bytes: 4096,
+            ..StoreOptions::default()
         };
         let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
         let mut acked: Vec<(AppendResult, String)> = Vec::new();
@@ -1144,6 +1200,7 @@ mod tests {
         let options = StoreOptions {
             segment_bytes: 8 * 1024,
             preallocate_bytes: 4096,
+            ..StoreOptions::default()
         };
         let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
         let first = std::fs::canonicalize(segment_path(dir.path(), 0)).expect("segment 0");
@@ -1179,6 +1236,7 @@ mod tests {
         let options = StoreOptions {
             segment_bytes: 64 * 1024,
             preallocate_bytes: 4096,
+            ..StoreOptions::default()
         };
         let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
         let mut written = 0;
