@@ -378,6 +378,20 @@ pub async fn all_is_totally_ordered<S: EventStore>(store: &Arc<S>) {
     }
 }
 
+/// The next event of `subscription`, failing the check if none comes in `timeout`.
+async fn next_within(
+    subscription: &mut crate::Subscription,
+    timeout: std::time::Duration,
+    what: &str,
+) -> tutorlog_schemas::RecordedEvent {
+    match tokio::time::timeout(timeout, subscription.next()).await {
+        Err(_) => panic!("{what} subscription stalled"),
+        Ok(None) => panic!("{what} subscription ended"),
+        Ok(Some(Err(error))) => panic!("{what} subscription failed: {error}"),
+        Ok(Some(Ok(event))) => event,
+    }
+}
+
 /// A subscription delivers what is there, then what arrives, with no gap or repeat.
 pub async fn subscriptions_catch_up_then_go_live<S: EventStore>(store: &Arc<S>) {
     let start = start_position(store.as_ref());
@@ -428,12 +442,7 @@ pub async fn subscriptions_catch_up_then_go_live<S: EventStore>(store: &Arc<S>) 
     let timeout = std::time::Duration::from_secs(30);
     let mut positions = Vec::new();
     while positions.len() < 100 {
-        let event = tokio::time::timeout(timeout, all.next())
-            .await
-            .expect("subscription stalled")
-            .expect("ended")
-            .expect("event");
-        positions.push(event.position);
+        positions.push(next_within(&mut all, timeout, "$all").await.position);
     }
     assert_eq!(
         positions,
@@ -442,11 +451,7 @@ pub async fn subscriptions_catch_up_then_go_live<S: EventStore>(store: &Arc<S>) 
     );
     let mut drained_positions = Vec::new();
     while drained_positions.len() < 100 {
-        let event = tokio::time::timeout(timeout, drained.next())
-            .await
-            .expect("subscription stalled")
-            .expect("ended")
-            .expect("event");
+        let event = next_within(&mut drained, timeout, "drained $all").await;
         drained_positions.push(event.position);
         while let Some(event) = drained.next_buffered() {
             drained_positions.push(event.position);
@@ -460,11 +465,7 @@ pub async fn subscriptions_catch_up_then_go_live<S: EventStore>(store: &Arc<S>) 
     );
     let mut labels = Vec::new();
     while labels.len() < 45 {
-        let event = tokio::time::timeout(timeout, one.next())
-            .await
-            .expect("stream subscription stalled")
-            .expect("ended")
-            .expect("event");
+        let event = next_within(&mut one, timeout, "stream").await;
         assert_eq!(event.revision, 5 + labels.len() as u64);
         labels.push(label(&event));
     }

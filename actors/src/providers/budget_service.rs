@@ -311,6 +311,34 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::decider::reference_time;
 
+    /// Starts the test budget `p` on `store`.
+    async fn start_p(
+        store: &Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        mode: ReservationMode,
+        hold: Duration,
+    ) -> BudgetHandle {
+        BudgetHandle::start(
+            "p",
+            limits,
+            mode,
+            Arc::clone(store),
+            clock,
+            Duration::from_secs(10),
+            hold,
+        )
+        .await
+        .expect("start")
+    }
+
+    fn monthly_limit(micros: u64) -> Limits {
+        Limits {
+            monthly_micros: micros,
+            per_request_micros: 0,
+        }
+    }
+
     async fn budget(
         dir: &std::path::Path,
         mode: ReservationMode,
@@ -318,20 +346,7 @@ mod tests {
     ) -> (BudgetHandle, Arc<dyn EventStore>) {
         let store: Arc<dyn EventStore> = Arc::new(EmbeddedStore::open(dir).expect("open"));
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
-        let handle = BudgetHandle::start(
-            "p",
-            Limits {
-                monthly_micros: monthly,
-                per_request_micros: 0,
-            },
-            mode,
-            Arc::clone(&store),
-            clock,
-            Duration::from_secs(10),
-            Duration::ZERO,
-        )
-        .await
-        .expect("start");
+        let handle = start_p(&store, clock, monthly_limit(monthly), mode, Duration::ZERO).await;
         (handle, store)
     }
 
@@ -380,20 +395,8 @@ mod tests {
             // Reopen from the log: the durable state agrees.
             drop(handle);
             let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
-            let reopened = BudgetHandle::start(
-                "p",
-                Limits {
-                    monthly_micros: 20_000,
-                    per_request_micros: 0,
-                },
-                mode,
-                Arc::clone(&store),
-                clock,
-                Duration::from_secs(10),
-                Duration::ZERO,
-            )
-            .await
-            .expect("restart");
+            let reopened =
+                start_p(&store, clock, monthly_limit(20_000), mode, Duration::ZERO).await;
             let snapshot = reopened.snapshot();
             assert_eq!(snapshot.totals.committed_micros, 10_000, "{mode:?}");
             assert_eq!(snapshot.totals.reserved_micros, 0);
@@ -418,20 +421,14 @@ mod tests {
         let store: Arc<dyn EventStore> = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
         // An hour: nothing nobody waits on is sent unless someone waits.
-        let handle = BudgetHandle::start(
-            "p",
-            Limits {
-                monthly_micros: 1_000_000,
-                per_request_micros: 0,
-            },
-            ReservationMode::Strict,
-            Arc::clone(&store),
+        let handle = start_p(
+            &store,
             clock,
-            Duration::from_secs(10),
+            monthly_limit(1_000_000),
+            ReservationMode::Strict,
             Duration::from_secs(3_600),
         )
-        .await
-        .expect("start");
+        .await;
         handle.reserve(request(1, 1_000)).await.expect("reserve 1");
         handle.commit(Uuid::from_u128(1), 800, 10, 10, "m");
         // The mailbox is in order: once the state answers, the commit was decided.
@@ -476,20 +473,7 @@ mod tests {
             // "Crash": no commit, a new actor on the same log.
             handle.shutdown().await;
             let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
-            let after = BudgetHandle::start(
-                "p",
-                Limits {
-                    monthly_micros: 10_000,
-                    per_request_micros: 0,
-                },
-                mode,
-                store,
-                clock,
-                Duration::from_secs(10),
-                Duration::ZERO,
-            )
-            .await
-            .expect("restart");
+            let after = start_p(&store, clock, monthly_limit(10_000), mode, Duration::ZERO).await;
             assert_eq!(after.snapshot().open_reservations, open_after, "{mode:?}");
             after.shutdown().await;
         }
@@ -563,17 +547,7 @@ mod tests {
                 monthly_micros: 10_000,
                 per_request_micros: 0,
             };
-            let handle = BudgetHandle::start(
-                "p",
-                limits,
-                mode,
-                Arc::clone(&store),
-                Arc::clone(&clock),
-                Duration::from_secs(10),
-                Duration::ZERO,
-            )
-            .await
-            .expect("start");
+            let handle = start_p(&store, Arc::clone(&clock), limits, mode, Duration::ZERO).await;
             handle.reserve(request(1, 4_000)).await.expect("reserve");
             disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
             handle.commit(Uuid::from_u128(1), 1_000, 3, 4, "p1");
@@ -597,17 +571,7 @@ mod tests {
             }
             assert!(closed, "{mode:?}: the kept commit reached the log");
             handle.shutdown().await;
-            let after = BudgetHandle::start(
-                "p",
-                limits,
-                mode,
-                store,
-                clock,
-                Duration::from_secs(10),
-                Duration::ZERO,
-            )
-            .await
-            .expect("restart");
+            let after = start_p(&store, clock, limits, mode, Duration::ZERO).await;
             let snapshot = after.snapshot();
             assert_eq!(snapshot.open_reservations, 0, "{mode:?}");
             assert_eq!(snapshot.totals.committed_micros, 1_000, "{mode:?}");
