@@ -17,6 +17,13 @@
 //! them into its own append ([`Defer::With`]): the budget's *fast* mode decides a
 //! reservation in memory and makes it durable together with its commit.
 //!
+//! Commands nobody waits on may also wait in the actor for a while
+//! ([`PipelineArgs::hold`]) for one somebody waits on, and go in its append: a
+//! budget's commit then rides with the next strict reservation instead of making
+//! it queue behind a second fsync. Such batches go to the log as
+//! [`EventStore::append_deferred`]; a command somebody waits on that arrives
+//! behind one calls [`EventStore::expedite`].
+//!
 //! If another writer got to the stream first (a second node), the actor reloads
 //! the stream and decides the unacknowledged commands again, once. Any other
 //! append failure is replied to the durable waiters, and the actor reloads from the
@@ -614,7 +621,8 @@ where
             }
             PipelineMsg::HoldOver => {
                 state.holding = false;
-                state.hold_over = true;
+                // Nothing waiting means a durable command took it all already.
+                state.hold_over = !state.pending.is_empty();
                 state.flush(&myself);
             }
             PipelineMsg::Drain(reply) => {

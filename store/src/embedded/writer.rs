@@ -341,7 +341,8 @@ impl Writer {
         let deadline = Instant::now() + self.options.linger;
         // Announce the linger before the last look at the queue: an append sent
         // after that look sees the flag and unparks us (an unpark before the park
-        // makes the park return at once).
+        // makes the park return at once). Should a wake-up ever be missed, the
+        // cost is the rest of the linger, never a lost or unacknowledged write.
         shared.lingering.store(true, Ordering::SeqCst);
         loop {
             let open = take_queued(receiver, batch, bytes, deferrable);
