@@ -9,23 +9,28 @@
 //! so a runner still sees a dense run of positions and still checks it.
 //!
 //! A feed starts from the lowest start position of its subscribers. A subscriber
-//! that falls behind holds the others back once its queue
-//! ([`FEED_QUEUE_BATCHES`] batches) is full: the log is never dropped for a slow
-//! view, and the queue bounds what waits in memory.
+//! that falls behind holds the others back once [`FEED_QUEUE_EVENTS`] events wait
+//! for it: the log is never dropped for a slow view, and the bound (in events, not
+//! batches: live batches are a group commit each, a handful of events) keeps what
+//! waits in memory to a few tens of MB while leaving a view seconds of live traffic
+//! to spend on a snapshot before the others wait.
 
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, Semaphore},
+    task::JoinHandle,
+};
 use tutorlog_schemas::{Envelope, RecordedEvent};
 use tutorlog_store::{EventStore, StoreError, Subscription};
 
 /// Most events in one batch handed to the subscribers.
 pub(crate) const FEED_BATCH_EVENTS_MAX: usize = 256;
-/// Batches queued per subscriber before the feed waits for it (with
-/// [`FEED_BATCH_EVENTS_MAX`], at most 65,536 events; live batches are a group
-/// commit each, usually a handful of events).
-pub(crate) const FEED_QUEUE_BATCHES: usize = 256;
+/// Events queued per subscriber before the feed waits for it.
+pub(crate) const FEED_QUEUE_EVENTS: usize = 65_536;
+
+const _: () = assert!(FEED_BATCH_EVENTS_MAX <= FEED_QUEUE_EVENTS);
 
 /// One event as the feed read it, decoded once for every subscriber.
 #[derive(Debug)]
@@ -55,7 +60,27 @@ pub(crate) type FeedDelivery = Result<FeedSlice, Arc<StoreError>>;
 
 struct Subscriber {
     from_position: u64,
-    sender: mpsc::Sender<FeedDelivery>,
+    sender: mpsc::UnboundedSender<FeedDelivery>,
+    /// Events this subscriber has room for; the feed takes, the receiver gives back.
+    room: Arc<Semaphore>,
+}
+
+/// A subscriber's end: slices, and the room it gives back once it has folded them.
+pub(crate) struct FeedReceiver {
+    receiver: mpsc::UnboundedReceiver<FeedDelivery>,
+    room: Arc<Semaphore>,
+}
+
+impl FeedReceiver {
+    /// Waits for at least one delivery and takes up to `limit`; 0 once the feed ended.
+    pub(crate) async fn recv_many(&mut self, into: &mut Vec<FeedDelivery>, limit: usize) -> usize {
+        self.receiver.recv_many(into, limit).await
+    }
+
+    /// Gives back the room of `events` events received and done with.
+    pub(crate) fn release(&self, events: usize) {
+        self.room.add_permits(events);
+    }
 }
 
 /// Collects subscribers (each runner's start position) before the feed starts.
@@ -81,13 +106,15 @@ impl FeedBuilder {
     }
 
     /// Adds a subscriber wanting every event from `from_position` on.
-    pub(crate) fn subscribe(&self, from_position: u64) -> mpsc::Receiver<FeedDelivery> {
-        let (sender, receiver) = mpsc::channel(FEED_QUEUE_BATCHES);
+    pub(crate) fn subscribe(&self, from_position: u64) -> FeedReceiver {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(FEED_QUEUE_EVENTS));
         self.subscribers.lock().push(Subscriber {
             from_position,
             sender,
+            room: Arc::clone(&room),
         });
-        receiver
+        FeedReceiver { receiver, room }
     }
 
     /// Subscribes to `$all` from the lowest start position and starts handing out
@@ -134,7 +161,7 @@ async fn run(mut subscription: Subscription, mut subscribers: Vec<Subscriber>) {
                 let error = Arc::new(error);
                 for subscriber in &subscribers {
                     // A subscriber already gone needs no error.
-                    let _ = subscriber.sender.send(Err(Arc::clone(&error))).await;
+                    let _ = subscriber.sender.send(Err(Arc::clone(&error)));
                 }
                 return;
             }
@@ -161,10 +188,21 @@ async fn run(mut subscription: Subscription, mut subscribers: Vec<Subscriber>) {
                 batch: Arc::clone(&batch),
                 start: subscriber.from_position.saturating_sub(first_position) as usize,
             };
-            if subscriber.sender.send(Ok(slice)).await.is_err() {
-                subscribers.swap_remove(index);
-            } else {
+            // At most FEED_BATCH_EVENTS_MAX, so the cast cannot truncate.
+            let events = slice.events().len() as u32;
+            let room = tokio::select! {
+                room = subscriber.room.acquire_many(events) => room.ok(),
+                () = subscriber.sender.closed() => None,
+            };
+            // The receiver gives the room back after folding (`FeedReceiver::release`).
+            let sent = room.is_some_and(|room| {
+                room.forget();
+                subscriber.sender.send(Ok(slice)).is_ok()
+            });
+            if sent {
                 index += 1;
+            } else {
+                subscribers.swap_remove(index);
             }
         }
         if subscribers.is_empty() {
@@ -182,15 +220,20 @@ mod tests {
         NewEvent::raw("test.event", 1, label.as_bytes().to_vec())
     }
 
-    async fn positions(receiver: &mut mpsc::Receiver<FeedDelivery>, count: usize) -> Vec<u64> {
+    async fn positions(receiver: &mut FeedReceiver, count: usize) -> Vec<u64> {
         let mut positions = Vec::new();
         while positions.len() < count {
-            let slice = tokio::time::timeout(std::time::Duration::from_secs(10), receiver.recv())
-                .await
-                .expect("feed stalled")
-                .expect("feed ended")
-                .expect("feed failed");
+            let mut got = Vec::new();
+            let received = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                receiver.recv_many(&mut got, 1),
+            )
+            .await
+            .expect("feed stalled");
+            assert_eq!(received, 1, "feed ended");
+            let slice = got.pop().expect("one").expect("feed failed");
             positions.extend(slice.events().iter().map(|e| e.recorded.position));
+            receiver.release(slice.events().len());
         }
         positions
     }
@@ -259,9 +302,13 @@ mod tests {
         let _feed = builder.start(&store);
         assert_eq!(positions(&mut receiver, 1).await, vec![0]);
         store.close();
-        let end = tokio::time::timeout(std::time::Duration::from_secs(10), receiver.recv())
-            .await
-            .expect("feed did not end");
-        assert!(end.is_none(), "channel closes after the store closes");
+        let mut rest = Vec::new();
+        let end = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            receiver.recv_many(&mut rest, 1),
+        )
+        .await
+        .expect("feed did not end");
+        assert_eq!(end, 0, "channel closes after the store closes");
     }
 }

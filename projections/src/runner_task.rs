@@ -2,7 +2,7 @@
 //! snapshot.
 //!
 //! The events come from a feed ([`crate::feed`]) (shared with other runners, or the
-//! runner's own) through a bounded channel, so the fold loop can wait on events, a
+//! runner's own) through a channel bounded in events, so the fold loop can wait on events, a
 //! stop request and the snapshot timer at once without ever cancelling a
 //! half-finished subscription read (a backend's `next` need not be cancel-safe;
 //! the channel's `recv_many` is).
@@ -11,14 +11,14 @@ use std::{path::Path, sync::Arc};
 
 use parking_lot::RwLock;
 use tokio::{
-    sync::{mpsc, oneshot, watch},
+    sync::{oneshot, watch},
     time::Instant,
 };
 use tutorlog_store::EventStore;
 
 use crate::{
     error::ProjectionError,
-    feed::{FeedDelivery, FeedEvent, FeedSlice},
+    feed::{FeedDelivery, FeedEvent, FeedReceiver, FeedSlice},
     projection::{fold_feed_event, Folded, Projection},
     reader::Published,
     runner::{RunnerExit, RunnerOptions, StopReason},
@@ -33,7 +33,7 @@ pub(crate) struct RunnerTask<S: ?Sized, P> {
     store: Arc<S>,
     published: Arc<RwLock<Published<P>>>,
     applied: watch::Sender<u64>,
-    events: mpsc::Receiver<FeedDelivery>,
+    events: FeedReceiver,
     options: RunnerOptions,
     /// Events `0..next_position` are folded (mirrors `published.next_position`).
     next_position: u64,
@@ -50,7 +50,7 @@ impl<S: EventStore + ?Sized, P: Projection> RunnerTask<S, P> {
         store: Arc<S>,
         published: Arc<RwLock<Published<P>>>,
         applied: watch::Sender<u64>,
-        events: mpsc::Receiver<FeedDelivery>,
+        events: FeedReceiver,
         options: RunnerOptions,
     ) -> Self {
         let next_position = published.read().next_position;
@@ -160,13 +160,23 @@ impl<S: EventStore + ?Sized, P: Projection> RunnerTask<S, P> {
             drop(published);
             self.publish(next_position, skipped);
             if let Some(error) = folded_error {
-                slices.clear();
+                self.give_back(slices);
                 return Err(error);
             }
         }
         drop(events);
-        slices.clear();
+        self.give_back(slices);
         outcome
+    }
+
+    /// Empties `slices` and gives their room back to the feed.
+    fn give_back(&self, slices: &mut Vec<FeedDelivery>) {
+        let events = slices
+            .drain(..)
+            .filter_map(Result::ok)
+            .map(|slice| slice.events().len())
+            .sum();
+        self.events.release(events);
     }
 
     fn publish(&mut self, next_position: u64, skipped: u64) {
