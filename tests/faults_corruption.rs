@@ -512,6 +512,20 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Starts a daemon on the damaged copy `data` (run directory `run`), checks that
+/// every view equals a replay of the log, and returns it with its log output.
+async fn serve_rebuilt(run: &Path, data: &Path, config: &str, context: &str) -> (Serve, String) {
+    std::fs::create_dir_all(run).expect("mkdir");
+    let serve = Serve::start(run, data, config)
+        .await
+        .unwrap_or_else(|e| panic!("{context}: {e}"));
+    views_match_replay(&serve)
+        .await
+        .unwrap_or_else(|e| panic!("{context}: {e}"));
+    let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+    (serve, log)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_snapshots_are_ignored_and_views_rebuilt_and_damaged_logs_refused() {
     let mode = Mode::from_env("faults_corruption (daemon)");
@@ -551,15 +565,9 @@ async fn damaged_snapshots_are_ignored_and_views_rebuilt_and_damaged_logs_refuse
         let name = victim.file_name().expect("name").to_owned();
         let path = data.join("projections").join(&name);
         let how = damage_snapshot(&mut rng, &path, &snapshots);
-        let dir = base.path().join(format!("round-{round}-run"));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let serve = Serve::start(&dir, &data, &config)
-            .await
-            .unwrap_or_else(|e| panic!("round {round} ({how} {name:?}): {e}"));
-        views_match_replay(&serve)
-            .await
-            .unwrap_or_else(|e| panic!("round {round} ({how} {name:?}): {e}"));
-        let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+        let run = base.path().join(format!("round-{round}-run"));
+        let context = format!("round {round} ({how} {name:?})");
+        let (serve, log) = serve_rebuilt(&run, &data, &config, &context).await;
         assert!(
             log.contains("ignoring snapshot"),
             "round {round} ({how} {name:?}): the damaged snapshot was not reported"
@@ -611,13 +619,9 @@ async fn damaged_snapshots_are_ignored_and_views_rebuilt_and_damaged_logs_refuse
             )
             .expect("copy foreign snapshot");
         }
-        let dir = base.path().join(format!("foreign-run-{}", what.len()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let serve = Serve::start(&dir, &data, &config).await.expect("start");
-        views_match_replay(&serve)
-            .await
-            .unwrap_or_else(|e| panic!("snapshots {what}: {e}"));
-        let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+        let run = base.path().join(format!("foreign-run-{}", what.len()));
+        let context = format!("snapshots {what}");
+        let (_serve, log) = serve_rebuilt(&run, &data, &config, &context).await;
         let ignored = log.matches("ignoring snapshot").count();
         assert!(
             ignored >= common::VIEWS.len() - 1,
@@ -661,15 +665,9 @@ async fn damaged_snapshots_are_ignored_and_views_rebuilt_and_damaged_logs_refuse
         let data = base.path().join(format!("ckpt-{}", how.len()));
         copy_tree(&pristine, &data);
         std::fs::write(data.join("log").join("index.ckpt"), &bytes).expect("damage checkpoint");
-        let dir = base.path().join(format!("ckpt-run-{}", how.len()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let serve = Serve::start(&dir, &data, &config)
-            .await
-            .unwrap_or_else(|e| panic!("{how} index checkpoint: {e}"));
-        views_match_replay(&serve)
-            .await
-            .unwrap_or_else(|e| panic!("{how} index checkpoint: {e}"));
-        let log = std::fs::read_to_string(&serve.log).unwrap_or_default();
+        let run = base.path().join(format!("ckpt-run-{}", how.len()));
+        let context = format!("{how} index checkpoint");
+        let (serve, log) = serve_rebuilt(&run, &data, &config, &context).await;
         assert!(
             log.contains("index checkpoint not used"),
             "{how} index checkpoint was not reported"

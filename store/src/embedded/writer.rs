@@ -926,6 +926,17 @@ mod tests {
     };
     use crate::{conformance::test_event, AppendResult, EventStore, ExpectedRevision, StoreError};
 
+    /// A log with `segment_bytes` segments and a 4 KiB zero-fill step, so the
+    /// writer's disk-full paths are met within a few appends.
+    fn open_small(dir: &Path, segment_bytes: u64) -> EmbeddedStore {
+        let options = StoreOptions {
+            segment_bytes,
+            preallocate_bytes: 4096,
+            ..StoreOptions::default()
+        };
+        EmbeddedStore::open_with(dir, options).expect("open")
+    }
+
     /// Every acknowledged `(result, label)` reads back at its position, the log
     /// verifies, and a reopened log holds exactly them.
     fn assert_acknowledged_intact(
@@ -969,12 +980,7 @@ mod tests {
     async fn a_rotation_refused_for_a_full_disk_keeps_what_its_batch_synced() {
         let dir = tempfile::tempdir().expect("tempdir");
         let segment_bytes = 8 * 1024;
-        let options = StoreOptions {
-            segment_bytes,
-            preallocate_bytes: 4096,
-            ..StoreOptions::default()
-        };
-        let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
+        let store = open_small(dir.path(), segment_bytes);
         let mut acked: Vec<(AppendResult, String)> = Vec::new();
         let mut refused = 0;
         for round in 0..10 {
@@ -1035,12 +1041,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_disk_full_flag_stays_up_while_small_appends_fit() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let options = StoreOptions {
-            segment_bytes: 64 * 1024,
-            preallocate_bytes: 4096,
-            ..StoreOptions::default()
-        };
-        let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
+        let store = open_small(dir.path(), 64 * 1024);
         let mut acked: Vec<(AppendResult, String)> = Vec::new();
         let mut fitted_while_full = 0;
         for round in 0..6 {
@@ -1106,12 +1107,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_disk_refuses_appends_until_space_is_freed_without_poisoning() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let options = StoreOptions {
-            segment_bytes: 64 * 1024,
-            preallocate_bytes: 4096,
-            ..StoreOptions::default()
-        };
-        let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
+        let store = open_small(dir.path(), 64 * 1024);
         let mut acked: Vec<(AppendResult, String)> = Vec::new();
         for cycle in 0..3 {
             full_disk::set(dir.path(), true);
@@ -1198,12 +1194,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_zero_fill_helper_syncs_through_its_own_open_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let options = StoreOptions {
-            segment_bytes: 8 * 1024,
-            preallocate_bytes: 4096,
-            ..StoreOptions::default()
-        };
-        let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
+        let store = open_small(dir.path(), 8 * 1024);
         let first = std::fs::canonicalize(segment_path(dir.path(), 0)).expect("segment 0");
         assert_eq!(writable_handles(&first), 2, "writer and helper");
         for i in 0..60 {
@@ -1234,12 +1225,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn zeros_always_follow_the_acknowledged_data() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let options = StoreOptions {
-            segment_bytes: 64 * 1024,
-            preallocate_bytes: 4096,
-            ..StoreOptions::default()
-        };
-        let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
+        let store = open_small(dir.path(), 64 * 1024);
         let mut written = 0;
         for i in 0..200usize {
             let events: Vec<_> = (0..1 + i % 7)
