@@ -111,11 +111,7 @@ impl Rng {
     }
 }
 
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
-}
+pub use support::free_port;
 
 /// A keep-alive HTTP client with TCP_NODELAY and a generous overall timeout (a
 /// request that hangs fails the test instead of the test hanging).
@@ -338,9 +334,7 @@ pub fn provider_toml_with(
     timeout_ms: u64,
     open_secs: u64,
 ) -> String {
-    format!(
-        "[[providers]]\nname = \"{name}\"\nkind = \"mock\"\nbase_url = \"{base_url}\"\npriority = {priority}\ntimeout_ms = {timeout_ms}\nmonthly_budget_usd = {monthly_usd}\ncircuit = {{ failure_threshold = 5, success_threshold = 2, open_secs = {open_secs}, half_open_max_calls = 3 }}\nmodels = [{{ name = \"mock-1\", input_usd_per_mtok = 1000.0, output_usd_per_mtok = 2000.0 }}]\n\n"
-    )
+    support::mock_provider_toml_with(name, base_url, priority, monthly_usd, timeout_ms, open_secs)
 }
 
 /// Micro-USD per input and output token of [`provider_toml`]'s model.

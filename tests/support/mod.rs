@@ -295,8 +295,20 @@ pub fn mock_provider_toml(
     monthly_usd: f64,
     open_secs: u64,
 ) -> String {
+    mock_provider_toml_with(name, base_url, priority, monthly_usd, 3000, open_secs)
+}
+
+/// [`mock_provider_toml`] with the provider's timeout.
+pub fn mock_provider_toml_with(
+    name: &str,
+    base_url: &str,
+    priority: u32,
+    monthly_usd: f64,
+    timeout_ms: u64,
+    open_secs: u64,
+) -> String {
     format!(
-        "[[providers]]\nname = \"{name}\"\nkind = \"mock\"\nbase_url = \"{base_url}\"\npriority = {priority}\ntimeout_ms = 3000\nmonthly_budget_usd = {monthly_usd}\ncircuit = {{ failure_threshold = 5, success_threshold = 2, open_secs = {open_secs}, half_open_max_calls = 3 }}\nmodels = [{{ name = \"mock-1\", input_usd_per_mtok = 1000.0, output_usd_per_mtok = 2000.0 }}]\n\n"
+        "[[providers]]\nname = \"{name}\"\nkind = \"mock\"\nbase_url = \"{base_url}\"\npriority = {priority}\ntimeout_ms = {timeout_ms}\nmonthly_budget_usd = {monthly_usd}\ncircuit = {{ failure_threshold = 5, success_threshold = 2, open_secs = {open_secs}, half_open_max_calls = 3 }}\nmodels = [{{ name = \"mock-1\", input_usd_per_mtok = 1000.0, output_usd_per_mtok = 2000.0 }}]\n\n"
     )
 }
 
