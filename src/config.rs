@@ -173,7 +173,8 @@ impl Default for LearningConfig {
     }
 }
 
-/// `[projections]`: how often read models are snapshotted.
+/// `[projections]`: how often read models are snapshotted, and how they share
+/// the CPU.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProjectionsConfig {
@@ -181,6 +182,9 @@ pub struct ProjectionsConfig {
     pub snapshot_every_events: u64,
     /// ... or after this many seconds with new events.
     pub snapshot_every_secs: u64,
+    /// How much lower than the request path the projections' threads run, as a
+    /// nice increment (0-19; 0 = the same priority). Linux only.
+    pub nice: i32,
 }
 
 impl Default for ProjectionsConfig {
@@ -188,6 +192,7 @@ impl Default for ProjectionsConfig {
         ProjectionsConfig {
             snapshot_every_events: 100_000,
             snapshot_every_secs: 60,
+            nice: 10,
         }
     }
 }
@@ -442,6 +447,12 @@ impl Config {
                 "must be positive",
             ));
         }
+        if !(0..=19).contains(&self.projections.nice) {
+            return Err(invalid(
+                "projections.nice",
+                format!("must be 0-19, got {}", self.projections.nice),
+            ));
+        }
         if !["strict", "fast"].contains(&self.gateway.reservations.as_str()) {
             return Err(invalid(
                 "gateway.reservations",
@@ -686,6 +697,8 @@ mod tests {
             ("[server]\nlisten = \"nope\"", "server.listen"),
             ("[store]\nbackend = \"postgres\"", "store.backend"),
             ("[learning]\nweekly_decay = 1.5", "learning.weekly_decay"),
+            ("[projections]\nnice = 20", "projections.nice"),
+            ("[projections]\nnice = -1", "projections.nice"),
             (
                 "[gateway]\nreservations = \"maybe\"",
                 "gateway.reservations",

@@ -5,6 +5,7 @@
 //! `tutorlog-projections` (read models). This crate puts them together.
 
 pub mod backend;
+pub mod background;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -1,12 +1,14 @@
 //! The read models the daemon runs, and the HTTP handlers that serve them.
 //!
 //! Each projection runs in its own task (tailing the committed log from its own
-//! snapshot); an append never waits for a projection. Readers pass
+//! snapshot), on a runtime of their own below the request path's priority; an
+//! append never waits for a projection. Readers pass
 //! `?min_position=N` to wait, bounded by `server.min_position_wait_ms`, until the
 //! view includes the event at position N (read-your-writes).
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+use anyhow::Context;
 use axum::{extract::State, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -18,6 +20,7 @@ use tutorlog_projections::{
 use tutorlog_store::EventStore;
 
 use crate::{
+    background::BackgroundRuntime,
     config::Config,
     http::{
         error::{ApiError, ApiQuery},
@@ -88,19 +91,38 @@ pub struct Projections {
     /// The log's next position when the daemon started: ready once every view
     /// reached it.
     startup_next_position: u64,
+    /// What the runners and the feed run on; stopped last.
+    runtime: Option<BackgroundRuntime>,
 }
 
-/// Starts every projection from its snapshot.
+/// Starts every projection from its snapshot, on their own runtime at
+/// `projections.nice` (see [`crate::background`]).
 pub async fn start(
     store: Arc<dyn EventStore>,
     snapshot_dir: &Path,
     config: &Config,
 ) -> anyhow::Result<Projections> {
     describe_metrics();
-    let startup_next_position = store.last_position().map_or(0, |p| p + 1);
     let mut options = RunnerOptions::new(snapshot_dir);
     options.snapshot_every_events = config.projections.snapshot_every_events;
     options.snapshot_interval = Duration::from_secs(config.projections.snapshot_every_secs.max(1));
+    let runtime = BackgroundRuntime::start("tutorlog-views", config.projections.nice)
+        .context("starting the projections' runtime")?;
+    let mut projections = runtime
+        .handle()
+        .spawn(start_runners(store, options))
+        .await
+        .context("starting projections: the task ended early")??;
+    projections.runtime = Some(runtime);
+    Ok(projections)
+}
+
+/// Starts the seven runners and their feed on the current runtime.
+async fn start_runners(
+    store: Arc<dyn EventStore>,
+    options: RunnerOptions,
+) -> anyhow::Result<Projections> {
+    let startup_next_position = store.last_position().map_or(0, |p| p + 1);
     // Each start loads and parses its snapshot off the async threads; started
     // together, the largest snapshot sets the time instead of the sum of all.
     // All seven share one feed: each event is read and decoded once, not seven
@@ -156,6 +178,7 @@ pub async fn start(
         routing_runner,
         feed,
         startup_next_position,
+        runtime: None,
     })
 }
 
@@ -202,6 +225,7 @@ impl Projections {
         log_exit(Benchmarks::NAME, self.benchmarks_runner.shutdown().await);
         log_exit(Routing::NAME, self.routing_runner.shutdown().await);
         drop(self.feed);
+        drop(self.runtime);
     }
 }
 
