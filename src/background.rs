@@ -23,13 +23,18 @@ pub struct BackgroundRuntime {
 
 impl BackgroundRuntime {
     /// Starts a runtime with one worker named `name`; every thread it starts
-    /// (worker and blocking) lowers its own priority by `nice` (0 keeps it).
+    /// (worker and blocking) runs `nice` below the thread calling this (0: the
+    /// same priority).
     pub fn start(name: &str, nice: i32) -> io::Result<Self> {
+        // A thread inherits its creator's nice value, and the blocking threads are
+        // created by the (already lowered) worker: so each thread sets the value
+        // from this base, instead of lowering what it inherited once more.
+        let target = current_nice() + nice;
         let runtime = Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .thread_name(name)
-            .on_thread_start(move || lower_priority(nice))
+            .on_thread_start(move || set_priority(target))
             .build()?;
         Ok(BackgroundRuntime {
             runtime: Some(runtime),
@@ -63,23 +68,35 @@ impl std::fmt::Debug for BackgroundRuntime {
     }
 }
 
-/// Linux keeps a nice value per thread, so this lowers only the calling thread.
+/// The calling thread's nice value (0 where it cannot be read).
 #[cfg(target_os = "linux")]
-fn lower_priority(nice: i32) {
-    if nice == 0 {
+fn current_nice() -> i32 {
+    rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(0)
+}
+
+/// Linux keeps a nice value per thread, so this sets only the calling thread's.
+#[cfg(target_os = "linux")]
+fn set_priority(target: i32) {
+    let thread = rustix::thread::gettid();
+    if rustix::process::getpriority_process(Some(thread)).is_ok_and(|now| now == target) {
         return;
     }
-    let thread = rustix::thread::gettid();
-    let current = rustix::process::getpriority_process(Some(thread)).unwrap_or(0);
-    // Lowering needs no privilege; raising would, and is never asked for here.
-    if let Err(error) = rustix::process::setpriority_process(Some(thread), current + nice) {
-        tracing::warn!(%error, nice, "could not lower a background thread's priority");
+    // Only ever a lowering, which needs no privilege: a thread here inherits
+    // either the starter's value (the base) or the worker's (the target).
+    if let Err(error) = rustix::process::setpriority_process(Some(thread), target) {
+        tracing::warn!(%error, target, "could not lower a background thread's priority");
     }
 }
 
 /// Elsewhere the nice value may be per process, so nothing is changed.
 #[cfg(not(target_os = "linux"))]
-fn lower_priority(_nice: i32) {}
+fn current_nice() -> i32 {
+    0
+}
+
+/// Elsewhere the nice value may be per process, so nothing is changed.
+#[cfg(not(target_os = "linux"))]
+fn set_priority(_target: i32) {}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
@@ -89,32 +106,38 @@ mod tests {
         rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("getpriority")
     }
 
-    #[test]
-    fn its_worker_and_blocking_threads_run_niced_and_the_caller_does_not() {
-        let caller = own_nice();
-        let background = BackgroundRuntime::start("test-background", 7).expect("runtime");
+    /// The nice values of a worker task and a blocking task of a runtime started
+    /// with `nice`.
+    fn nice_inside(nice: i32) -> (i32, i32) {
+        let background = BackgroundRuntime::start("test-background", nice).expect("runtime");
         let handle = background.handle();
         let worker = handle
             .block_on(handle.spawn(async { own_nice() }))
             .expect("worker task");
+        // Spawned from the worker, as the projections spawn theirs: the blocking
+        // thread is the (already lowered) worker's child.
         let blocking = handle
-            .block_on(handle.spawn_blocking(own_nice))
-            .expect("blocking task");
-        assert_eq!(worker, (caller + 7).min(19));
-        assert_eq!(blocking, (caller + 7).min(19));
+            .block_on(handle.spawn(async {
+                tokio::task::spawn_blocking(own_nice)
+                    .await
+                    .expect("blocking task")
+            }))
+            .expect("worker task");
+        (worker, blocking)
+    }
+
+    #[test]
+    fn its_worker_and_blocking_threads_run_niced_and_the_caller_does_not() {
+        let caller = own_nice();
+        let lowered = (caller + 7).min(19);
+        assert_eq!(nice_inside(7), (lowered, lowered));
         assert_eq!(own_nice(), caller, "the starting thread keeps its priority");
-        drop(background);
     }
 
     #[test]
     fn a_zero_nice_leaves_the_priority_alone() {
         let caller = own_nice();
-        let background = BackgroundRuntime::start("test-background", 0).expect("runtime");
-        let handle = background.handle();
-        let worker = handle
-            .block_on(handle.spawn(async { own_nice() }))
-            .expect("worker task");
-        assert_eq!(worker, caller);
+        assert_eq!(nice_inside(0), (caller, caller));
     }
 
     #[tokio::test]

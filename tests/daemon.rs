@@ -23,6 +23,8 @@ fn serve_answers_stops_cleanly_and_restarts() {
 
     let (status, body) = daemon.get("/healthz");
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    #[cfg(target_os = "linux")]
+    assert_views_threads_run_niced(daemon.pid());
 
     // The daemon records its configuration as the first event, then the algorithm
     // registry registers its default versions (algo.* events, counted here).
@@ -192,5 +194,46 @@ fn config_check_names_the_bad_key() {
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The projections' runtime threads (`tutorlog-views`) run at the default
+/// `projections.nice` (10) above the request path's workers (`tutorlog-worker`).
+#[cfg(target_os = "linux")]
+fn assert_views_threads_run_niced(pid: u32) {
+    let mut views = Vec::new();
+    let mut workers = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
+    for task in tasks {
+        let path = task.expect("task entry").path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        // Field 19 of stat is the nice value; the name in field 2 may hold spaces,
+        // so count from the ")" that ends it.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let nice: i32 = after_name
+            .split_whitespace()
+            .nth(16)
+            .and_then(|n| n.parse().ok())
+            .expect("nice in /proc/PID/task/TID/stat");
+        match comm.trim() {
+            "tutorlog-views" => views.push(nice),
+            "tutorlog-worker" => workers.push(nice),
+            _ => {}
+        }
+    }
+    assert!(
+        !views.is_empty() && !workers.is_empty(),
+        "views {views:?}, workers {workers:?}"
+    );
+    let worker = workers[0];
+    assert!(workers.iter().all(|&n| n == worker), "workers {workers:?}");
+    assert!(
+        views.iter().all(|&n| n == (worker + 10).min(19)),
+        "views {views:?}, workers {workers:?}"
     );
 }

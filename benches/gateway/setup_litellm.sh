@@ -6,10 +6,6 @@
 # alone (from 1.108 it needs a `litellm-proxy` package that is not published), and
 # older than 1.107.0, the release withdrawn after its supply-chain compromise.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-VERSION="${LITELLM_VERSION:-1.106.12}"
-python3 -m venv target/litellm-venv
-target/litellm-venv/bin/pip install --quiet --upgrade pip
-target/litellm-venv/bin/pip install --quiet "litellm[proxy]==${VERSION}"
-target/litellm-venv/bin/python -c 'import importlib.metadata as m; print("litellm", m.version("litellm"))'
+here="$(dirname "$0")"
+"$here/venv_install.sh" target/litellm-venv "litellm[proxy]==${LITELLM_VERSION:-1.106.12}" litellm
 echo "installed: target/litellm-venv/bin/litellm"

@@ -5,10 +5,6 @@
 #
 # Pinned so that a rerun measures the same peer; TENSORZERO_VERSION overrides.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-VERSION="${TENSORZERO_VERSION:-2026.6.0}"
-python3 -m venv target/tensorzero-venv
-target/tensorzero-venv/bin/pip install --quiet --upgrade pip
-target/tensorzero-venv/bin/pip install --quiet "tensorzero==${VERSION}"
-target/tensorzero-venv/bin/python -c 'import importlib.metadata as m; print("tensorzero", m.version("tensorzero"))'
+here="$(dirname "$0")"
+"$here/venv_install.sh" target/tensorzero-venv "tensorzero==${TENSORZERO_VERSION:-2026.6.0}" tensorzero
 echo "installed: target/tensorzero-venv/bin/python"
