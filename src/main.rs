@@ -37,7 +37,14 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = std::env::var("TUTORLOG_GQI").ok().and_then(|v| v.parse().ok()) {
+                builder.global_queue_interval(n);
+            }
+            if let Some(n) = std::env::var("TUTORLOG_EVI").ok().and_then(|v| v.parse().ok()) {
+                builder.event_interval(n);
+            }
+            let runtime = builder
                 .enable_all()
                 .thread_name("tutorlog-worker")
                 .build()?;

@@ -39,8 +39,10 @@
 //! without its commit still counts as spent.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -122,7 +124,7 @@ pub enum PipelineMsg<D: Decider> {
         defer: Defer,
     },
     /// The in-flight append finished (sent by the actor's own append task).
-    Appended(Result<AppendResult, StoreError>),
+    Appended(AppendOutcome<D>),
     /// Reply with the durable state.
     GetState(RpcReplyPort<Result<Versioned<D::State>, CommandError>>),
     /// Reply once nothing is pending or in flight (for shutdown).
@@ -131,6 +133,28 @@ pub enum PipelineMsg<D: Decider> {
     Retry,
     /// The hold is over: send what waits (scheduled by the actor itself).
     HoldOver,
+}
+
+/// What the actor's append task reports when its append finished.
+///
+/// The task answers the batch's durable waiters itself when the append lands, so
+/// a waiter hears back one thread hand-off sooner than through the actor. It
+/// tells the actor first: whatever a waiter sends after its reply then queues
+/// behind this report, and sees the durable state that includes its command.
+/// When the append failed it hands the waiters' ports back, for the actor to
+/// answer or to decide their commands again.
+pub struct AppendOutcome<D: Decider> {
+    result: Result<AppendResult, StoreError>,
+    /// `(index in the batch, port)` of the durable waiters; empty on success.
+    returned: Vec<(usize, RpcReplyPort<PipelineReply<D>>)>,
+}
+
+/// A durable waiter whose port travels with the append task.
+struct Waiter<D: Decider> {
+    index: usize,
+    port: RpcReplyPort<PipelineReply<D>>,
+    /// What its reply carries on success: released events, then its own.
+    events: Vec<D::Event>,
 }
 
 /// What a [`Pipelined`] actor is started with.
@@ -416,31 +440,85 @@ where
         let myself = myself.clone();
         // Nobody waits on a batch without durable acks (a budget's commits, a
         // circuit's outcomes): the log may let it share a later fsync.
-        let deferred = !batch
-            .iter()
-            .any(|entry| matches!(entry.ack, Ack::Durable(_)));
+        let mut batch = batch;
+        let mut waiters: Vec<Waiter<D>> = Vec::new();
+        for (index, entry) in batch.iter_mut().enumerate() {
+            match std::mem::replace(&mut entry.ack, Ack::None) {
+                Ack::Durable(port) => {
+                    let events = entry
+                        .released
+                        .iter()
+                        .chain(&entry.events)
+                        .cloned()
+                        .collect();
+                    waiters.push(Waiter {
+                        index,
+                        port,
+                        events,
+                    });
+                }
+                other => entry.ack = other,
+            }
+        }
+        let deferred = waiters.is_empty();
         self.in_flight = Some(batch);
         self.in_flight_deferred = deferred;
-        tokio::spawn(async move {
-            let result = if deferred {
+        let mut append = Box::pin(async move {
+            if deferred {
                 store.append_deferred(&stream, expected, records).await
             } else {
                 store.append(&stream, expected, records).await
+            }
+        });
+        // Poll once here, so the request reaches the log's writer now: a spawned
+        // task first runs behind every task already queued on this worker, which
+        // under load is most of a fsync cycle. The no-op waker is replaced by the
+        // task's own when it polls again; a reply that comes before that is seen
+        // then.
+        let first = append
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        tokio::spawn(async move {
+            let result = match first {
+                Poll::Ready(result) => result,
+                Poll::Pending => append.await,
             };
             // The actor may have stopped (shutdown); the append stands either way.
-            let _ = myself.cast(PipelineMsg::Appended(result));
+            match result {
+                Ok(append) => {
+                    let _ = myself.cast(PipelineMsg::Appended(AppendOutcome {
+                        result: Ok(append),
+                        returned: Vec::new(),
+                    }));
+                    for waiter in waiters {
+                        // A closed port means the caller stopped waiting.
+                        let _ = waiter.port.send(Ok(Ok(Decided {
+                            events: waiter.events,
+                            position: Some(append.position),
+                        })));
+                    }
+                }
+                Err(error) => {
+                    let returned = waiters.into_iter().map(|w| (w.index, w.port)).collect();
+                    let _ = myself.cast(PipelineMsg::Appended(AppendOutcome {
+                        result: Err(error),
+                        returned,
+                    }));
+                }
+            }
         });
     }
 
-    async fn appended(
-        &mut self,
-        myself: &ActorRef<PipelineMsg<D>>,
-        result: Result<AppendResult, StoreError>,
-    ) {
-        let Some(batch) = self.in_flight.take() else {
+    async fn appended(&mut self, myself: &ActorRef<PipelineMsg<D>>, outcome: AppendOutcome<D>) {
+        let Some(mut batch) = self.in_flight.take() else {
             return;
         };
-        match result {
+        for (index, port) in outcome.returned {
+            if let Some(entry) = batch.get_mut(index) {
+                entry.ack = Ack::Durable(port);
+            }
+        }
+        match outcome.result {
             Ok(append) => {
                 for entry in &batch {
                     let state = std::mem::take(&mut self.durable);
@@ -449,7 +527,12 @@ where
                 }
                 self.revision = Some(append.last_revision);
                 self.position = Some(append.position);
+                // The append task answered the durable waiters; this is for any
+                // other port still here.
                 for entry in batch {
+                    if matches!(entry.ack, Ack::None) {
+                        continue;
+                    }
                     let mut events = entry.released;
                     events.extend(entry.events);
                     entry.ack.send(Ok(Ok(Decided {
@@ -609,7 +692,7 @@ where
                 }
                 state.execute(&myself, command, meta, ack, defer);
             }
-            PipelineMsg::Appended(result) => state.appended(&myself, result).await,
+            PipelineMsg::Appended(outcome) => state.appended(&myself, outcome).await,
             PipelineMsg::Retry => {
                 state.retry_at = None;
                 if state.stale && state.in_flight.is_none() {

@@ -603,4 +603,64 @@ mod tests {
             .iter()
             .all(|e| e.correlation_id == Some(Uuid::from_u128(7))));
     }
+
+    /// The append task answers a strict reservation's caller itself; it must tell
+    /// the actor first, so that what the caller asks next sees the reservation in
+    /// the durable state.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_strict_reservation_is_in_the_durable_state_once_its_caller_hears_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (handle, _store) = budget(dir.path(), ReservationMode::Strict, 0).await;
+        for id in 0..200u128 {
+            let reserved = handle.reserve(request(id, 10)).await.expect("reserve");
+            assert!(
+                matches!(reserved, Reservation::Reserved { position: Some(_) }),
+                "{reserved:?}"
+            );
+            let durable = handle.durable_state().await.expect("state");
+            assert!(
+                durable.state.open.contains_key(&Uuid::from_u128(id)),
+                "reservation {id} missing from the durable state its caller reads next"
+            );
+        }
+        handle.shutdown().await;
+    }
+
+    /// A second writer on the stream: the strict reservation that meets the
+    /// conflict is decided again on the reloaded state, and its caller hears the
+    /// second decision.
+    #[tokio::test]
+    async fn a_strict_reservation_behind_another_writer_is_decided_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, store) = budget(dir.path(), ReservationMode::Strict, 10_000).await;
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
+        let second = start_p(
+            &store,
+            clock,
+            monthly_limit(10_000),
+            ReservationMode::Strict,
+            Duration::ZERO,
+        )
+        .await;
+        let reserved = first.reserve(request(1, 6_000)).await.expect("reserve");
+        assert!(
+            matches!(reserved, Reservation::Reserved { .. }),
+            "{reserved:?}"
+        );
+        // `second` still believes 10,000 is left; the log says 4,000.
+        let refused = second.reserve(request(2, 6_000)).await.expect("reserve");
+        assert!(matches!(refused, Reservation::Exceeded(_)), "{refused:?}");
+        let fits = second.reserve(request(3, 4_000)).await.expect("reserve");
+        assert!(matches!(fits, Reservation::Reserved { .. }), "{fits:?}");
+        first.shutdown().await;
+        second.shutdown().await;
+        assert_eq!(
+            budget_stream(&store).await,
+            [
+                "budget.reserved",
+                "provider.budget.exceeded",
+                "budget.reserved"
+            ]
+        );
+    }
 }
