@@ -25,6 +25,8 @@ fn serve_answers_stops_cleanly_and_restarts() {
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
     #[cfg(target_os = "linux")]
     assert_views_threads_run_niced(daemon.pid());
+    #[cfg(target_os = "linux")]
+    assert_transparent_huge_pages_off(daemon.pid());
 
     // The daemon records its configuration as the first event, then the algorithm
     // registry registers its default versions (algo.* events, counted here).
@@ -195,6 +197,20 @@ fn config_check_names_the_bad_key() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// `serve` turns transparent huge pages off for itself (`src/allocator.rs`):
+/// the kernel reports `THP_enabled: 0` for the process.
+#[cfg(target_os = "linux")]
+fn assert_transparent_huge_pages_off(pid: u32) {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return; // the operator's choice wins
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        return; // kernels before 5.0 do not report it
+    };
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
 }
 
 /// The projections' runtime threads (`tutorlog-views`) run at the default
