@@ -483,6 +483,20 @@ mod tests {
     struct FullDisk {
         inner: EmbeddedStore,
         full: std::sync::atomic::AtomicBool,
+        /// Also refuse every `refuse_every`-th append (0: never).
+        refuse_every: usize,
+        appends: std::sync::atomic::AtomicUsize,
+    }
+
+    impl FullDisk {
+        fn new(dir: &std::path::Path, refuse_every: usize) -> Self {
+            FullDisk {
+                inner: EmbeddedStore::open(dir).expect("open"),
+                full: std::sync::atomic::AtomicBool::new(false),
+                refuse_every,
+                appends: std::sync::atomic::AtomicUsize::new(0),
+            }
+        }
     }
 
     #[async_trait::async_trait]
@@ -493,7 +507,11 @@ mod tests {
             expected: tutorlog_store::ExpectedRevision,
             events: Vec<tutorlog_schemas::NewEvent>,
         ) -> Result<tutorlog_store::AppendResult, tutorlog_store::StoreError> {
-            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            let n = self
+                .appends
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let refused = self.refuse_every > 0 && n % self.refuse_every == self.refuse_every - 1;
+            if refused || self.full.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(tutorlog_store::StoreError::DiskFull("injected".into()));
             }
             self.inner.append(stream, expected, events).await
@@ -537,10 +555,7 @@ mod tests {
     async fn a_commit_refused_for_a_full_disk_is_sent_again_once_space_is_freed() {
         for mode in [ReservationMode::Strict, ReservationMode::Fast] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let disk = Arc::new(FullDisk {
-                inner: EmbeddedStore::open(dir.path()).expect("open"),
-                full: std::sync::atomic::AtomicBool::new(false),
-            });
+            let disk = Arc::new(FullDisk::new(dir.path(), 0));
             let store: Arc<dyn EventStore> = disk.clone();
             let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
             let limits = Limits {
@@ -662,5 +677,63 @@ mod tests {
                 "budget.reserved"
             ]
         );
+    }
+
+    /// Appends refused now and then under 200 concurrent strict reservations on a
+    /// budget that affords 20: every caller hears back, no more than 20 are
+    /// reserved, and what the callers were told is exactly what the log holds
+    /// (an acknowledged reservation is durable, a refused one is not there).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_appends_under_contention_leave_the_log_equal_to_the_answers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = Arc::new(FullDisk::new(dir.path(), 3));
+        let store: Arc<dyn EventStore> = disk.clone();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
+        let limits = monthly_limit(20_000);
+        let mode = ReservationMode::Strict;
+        // The first append (the limits, at start) is never the refused third.
+        let handle = start_p(&store, Arc::clone(&clock), limits, mode, Duration::ZERO).await;
+        let mut tasks = Vec::new();
+        for id in 0..200u128 {
+            let handle = handle.clone();
+            tasks.push(tokio::spawn(async move {
+                (id, handle.reserve(request(id, 1_000)).await)
+            }));
+        }
+        let mut reserved = std::collections::BTreeSet::new();
+        let mut failed = 0;
+        for task in tasks {
+            let answered = tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("every caller hears back")
+                .expect("task");
+            match answered {
+                (id, Ok(Reservation::Reserved { position })) => {
+                    assert!(position.is_some(), "strict reservations are durable");
+                    reserved.insert(Uuid::from_u128(id));
+                }
+                (_, Ok(Reservation::Exceeded(_))) => {}
+                (_, Err(error)) => {
+                    // The log's refusal itself, not a reply lost on the way.
+                    assert!(error.to_string().contains("injected"), "{error}");
+                    failed += 1;
+                }
+            }
+        }
+        assert!(reserved.len() <= 20, "{} reserved", reserved.len());
+        assert!(
+            failed > 0,
+            "the store refused nothing: the test tests nothing"
+        );
+        handle.shutdown().await;
+        drop(handle);
+        let reopened = start_p(&store, clock, limits, mode, Duration::ZERO).await;
+        let durable = reopened.durable_state().await.expect("state").state;
+        let in_log: std::collections::BTreeSet<Uuid> = durable.open.keys().copied().collect();
+        assert_eq!(
+            in_log, reserved,
+            "the log holds exactly the acknowledged reservations"
+        );
+        reopened.shutdown().await;
     }
 }
