@@ -27,11 +27,6 @@ fn main() {
         allocator::purge_freed_memory_at_once();
     }
     telemetry::init_logging(cli.log_format);
-    if matches!(cli.command, Command::Serve(_)) {
-        if let Err(error) = allocator::disable_transparent_huge_pages() {
-            tracing::warn!(%error, "could not turn transparent huge pages off; freed memory will fault back in as 2 MiB pages");
-        }
-    }
     if let Err(error) = run(cli) {
         // `{:#}` prints the whole context chain on one line.
         eprintln!("error: {error:#}");
@@ -42,20 +37,10 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if let Some(n) = std::env::var("TUTORLOG_GQI")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                builder.global_queue_interval(n);
+            if let Err(error) = allocator::disable_transparent_huge_pages() {
+                tracing::warn!(%error, "could not turn transparent huge pages off; freed memory will fault back in as 2 MiB pages");
             }
-            if let Some(n) = std::env::var("TUTORLOG_EVI")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                builder.event_interval(n);
-            }
-            let runtime = builder
+            let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("tutorlog-worker")
                 .build()?;
