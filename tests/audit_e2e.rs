@@ -56,17 +56,22 @@ async fn raw(url: &str) -> (u16, String) {
 }
 
 /// Waits until the log stops growing (commits and records are asynchronous) and
-/// returns its last position.
+/// returns its next position. It watches the store's own head (`/readyz`), not a
+/// projection, whose fold may lag on a loaded machine; the views are then read
+/// with `min_position`, which waits for their folds.
 async fn settle(daemon: &Daemon) -> u64 {
-    let mut last = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        let (_, stats) = daemon.get("/api/v1/stats").await;
-        let now = stats["next_position"].as_u64();
-        if now == last {
-            return now.unwrap_or(0);
+        let (_, ready) = daemon.get("/readyz").await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let (_, again) = daemon.get("/readyz").await;
+        if again["last_position"] == ready["last_position"] {
+            return again["last_position"].as_u64().map_or(0, |last| last + 1);
         }
-        last = now;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log kept growing for 30 s"
+        );
     }
 }
 
