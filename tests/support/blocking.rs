@@ -30,16 +30,24 @@ impl Serve {
     /// with `env` added, and waits until it is ready. No configuration file or
     /// store selection leaks in from the caller's environment.
     pub fn start(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Serve {
+        // Only a `min_position` wait long enough for a fold that a loaded CI
+        // machine holds back (the default 2 s answers 503 first).
+        let parent = data_dir.parent().expect("data dir has a parent");
+        let config = parent.join("serve-test.toml");
+        std::fs::write(&config, "[server]\nmin_position_wait_ms = 30000\n")
+            .expect("write the test config");
         let mut command = Command::new(BIN);
         command
             .args(["serve", "--data-dir"])
             .arg(data_dir)
+            .arg("--config")
+            .arg(&config)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("TUTORLOG_LOG", "warn")
             .env_remove("TUTORLOG_CONFIG")
             .env_remove("TUTORLOG_STORE")
             .envs(env.iter().copied())
-            .current_dir(data_dir.parent().expect("data dir has a parent"))
+            .current_dir(parent)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         let child = command.spawn().expect("spawn tutorlog serve");

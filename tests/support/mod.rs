@@ -145,6 +145,31 @@ impl Daemon {
         env: &[(&str, &str)],
         log: Option<&Path>,
     ) -> Daemon {
+        // The port was free when `free_port` let go of it, but the daemon binds
+        // only after it opened the store: another test may take it first. Then
+        // the daemon exits at once, and it is started again on another port
+        // (`--listen` wins over the config file's `server.listen`).
+        let mut port = port;
+        for _attempt in 0..3 {
+            match Daemon::spawn_on(dir, config, port, env, log).await {
+                Ok(daemon) => return daemon,
+                Err(status) => {
+                    eprintln!("serve on port {port} exited before it was ready ({status}); retrying on another port");
+                    port = free_port();
+                }
+            }
+        }
+        panic!("serve exited before it was ready, three times");
+    }
+
+    /// One start: the daemon once `/readyz` answers 200, or how it exited first.
+    async fn spawn_on(
+        dir: &Path,
+        config: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Result<Daemon, std::process::ExitStatus> {
         let data_dir = dir.join("data");
         let stderr = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
@@ -163,23 +188,30 @@ impl Daemon {
             .stderr(stderr)
             .spawn()
             .expect("spawn serve");
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             proc: Proc { child },
             url: format!("http://127.0.0.1:{port}"),
             data_dir,
             config: config.to_path_buf(),
         };
         let client = client();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if let Ok(response) = client.get(format!("{}/readyz", daemon.url)).send().await {
-                if response.status() == 200 {
-                    return daemon;
-                }
+            let ready = match client.get(format!("{}/readyz", daemon.url)).send().await {
+                Ok(response) => response.status() == 200,
+                Err(_) => false,
+            };
+            // Checked after the answer: a 200 from a process that is not ours
+            // (it took the port) must not count.
+            if let Ok(Some(status)) = daemon.proc.child.try_wait() {
+                return Err(status);
+            }
+            if ready {
+                return Ok(daemon);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("daemon not ready within 30 s");
+        panic!("daemon not ready within 60 s");
     }
 
     /// Stops the daemon with SIGTERM and waits for a clean exit.
@@ -262,11 +294,18 @@ impl Daemon {
 /// `config` with `server.listen` set to `port` (in its `[server]` table if it
 /// starts with one).
 fn with_listen(config: &str, port: u16) -> String {
-    let listen = format!("listen = \"127.0.0.1:{port}\"\n");
+    let server = server_keys(&format!("127.0.0.1:{port}"));
     match config.strip_prefix("[server]\n") {
-        Some(rest) => format!("[server]\n{listen}{rest}"),
-        None => format!("[server]\n{listen}\n{config}"),
+        Some(rest) => format!("[server]\n{server}{rest}"),
+        None => format!("[server]\n{server}\n{config}"),
     }
+}
+
+/// The `[server]` keys every test daemon gets: its listen address, and a
+/// `min_position` wait long enough for a fold that a loaded CI machine holds
+/// back (the default 2 s answers 503 first; tests want the view, not the 503).
+pub fn server_keys(listen: &str) -> String {
+    format!("listen = \"{listen}\"\nmin_position_wait_ms = 30000\n")
 }
 
 /// A keep-alive client with TCP_NODELAY.
