@@ -209,7 +209,9 @@ async fn every_fault_classifies_and_the_provider_recovers() {
 
     mock.configure(&json!({"fault": "hang"})).await;
     let short = Duration::from_millis(300);
-    let slack = Duration::from_millis(700);
+    // The hang lasts an hour: any bound far below it proves the timeout works,
+    // and a loaded CI machine can fire a timer a second late.
+    let slack = Duration::from_secs(5);
     let started = Instant::now();
     let error = adapter
         .complete(&request(10), short)

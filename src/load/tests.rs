@@ -258,7 +258,13 @@ async fn open_loop_latency_shows_a_stall_that_closed_loop_hides() {
     // Open loop: the ~40 requests due during the stall wait up to 400 ms each, over
     // 10 % of the 150 sent. Closed loop: one slow request among hundreds.
     assert!(p90(&open) > 100.0, "open p90 {} ms", p90(&open));
-    assert!(p90(&closed) < 50.0, "closed p90 {} ms", p90(&closed));
+    // Relative, not absolute: a loaded machine slows every request alike.
+    assert!(
+        p90(&closed) < p90(&open) / 2.0,
+        "closed p90 {} ms, open p90 {} ms",
+        p90(&closed),
+        p90(&open)
+    );
     let max = |report: &Report| {
         report
             .endpoints
@@ -296,7 +302,8 @@ async fn a_stop_ends_the_run_early_with_what_was_measured() {
         .expect("run");
     assert!(report.run.stopped_early);
     assert!(
-        report.run.duration_secs < 1.0,
+        // Stopped at 0.3 s of a 60 s run; the margin is for a loaded machine.
+        report.run.duration_secs < 5.0,
         "{}",
         report.run.duration_secs
     );

@@ -301,7 +301,9 @@ pub(crate) async fn check_error(
 #[tokio::test]
 async fn a_provider_that_never_answers_times_out_on_time() {
     let timeout = Duration::from_millis(300);
-    let slack = Duration::from_millis(700);
+    // A hang never ends: any bound far below that proves the timeout works,
+    // and a loaded CI machine can fire a timer a second late.
+    let slack = Duration::from_secs(5);
     for (kind, content_type) in KINDS {
         let mut canned = Canned::new(200, content_type, Vec::new());
         canned.hang = true;
@@ -362,7 +364,7 @@ async fn a_body_that_stalls_times_out_the_whole_call() {
             .await
             .expect_err("stalls");
         assert_eq!(error.kind, ErrorKind::Timeout, "{kind}: {error}");
-        assert!(started.elapsed() < timeout + Duration::from_millis(700));
+        assert!(started.elapsed() < timeout + Duration::from_secs(5));
     }
 }
 
