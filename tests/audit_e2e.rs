@@ -56,23 +56,12 @@ async fn raw(url: &str) -> (u16, String) {
 }
 
 /// Waits until the log stops growing (commits and records are asynchronous) and
-/// returns its next position. It watches the store's own head (`/readyz`), not a
-/// projection, whose fold may lag on a loaded machine; the views are then read
-/// with `min_position`, which waits for their folds.
+/// returns its next position; the views are then read with `min_position`,
+/// which waits for their folds.
 async fn settle(daemon: &Daemon) -> u64 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (_, ready) = daemon.get("/readyz").await;
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let (_, again) = daemon.get("/readyz").await;
-        if again["last_position"] == ready["last_position"] {
-            return again["last_position"].as_u64().map_or(0, |last| last + 1);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the log kept growing for 30 s"
-        );
-    }
+    daemon
+        .wait_still(std::time::Duration::from_millis(500), async |_| {})
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

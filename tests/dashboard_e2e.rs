@@ -246,10 +246,10 @@ async fn get_ok(daemon: &Daemon, path: &str) -> Value {
 /// Waits until nothing is being written and every view has folded the whole
 /// log; returns the log's next position.
 async fn wait_idle(daemon: &Daemon) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, ready) = daemon.get("/readyz").await;
-        let next = ready["last_position"].as_u64().map_or(0, |last| last + 1);
+    let fold_all = async |next: u64| {
+        if next == 0 {
+            return;
+        }
         for view in [
             "stream_stats",
             "mastery",
@@ -259,21 +259,16 @@ async fn wait_idle(daemon: &Daemon) -> u64 {
             "algo_runs",
             "provider_health",
         ] {
-            if next > 0 {
-                get_ok(
-                    daemon,
-                    &format!("/api/v1/views/{view}?min_position={}", next - 1),
-                )
-                .await;
-            }
+            get_ok(
+                daemon,
+                &format!("/api/v1/views/{view}?min_position={}", next - 1),
+            )
+            .await;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let (_, again) = daemon.get("/readyz").await;
-        if again["last_position"] == ready["last_position"] {
-            return next;
-        }
-        assert!(Instant::now() < deadline, "the daemon never went idle");
-    }
+    };
+    daemon
+        .wait_still(Duration::from_millis(300), fold_all)
+        .await
 }
 
 /// Loads the page when the daemon is idle; retried if an event slipped in

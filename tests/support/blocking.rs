@@ -30,11 +30,10 @@ impl Serve {
     /// with `env` added, and waits until it is ready. No configuration file or
     /// store selection leaks in from the caller's environment.
     pub fn start(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Serve {
-        // Only a `min_position` wait long enough for a fold that a loaded CI
-        // machine holds back (the default 2 s answers 503 first).
+        // Only the test daemons' `min_position` wait ([`super::MIN_POSITION_WAIT`]).
         let parent = data_dir.parent().expect("data dir has a parent");
         let config = parent.join("serve-test.toml");
-        std::fs::write(&config, "[server]\nmin_position_wait_ms = 30000\n")
+        std::fs::write(&config, format!("[server]\n{}", super::MIN_POSITION_WAIT))
             .expect("write the test config");
         let mut command = Command::new(BIN);
         command

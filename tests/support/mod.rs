@@ -201,8 +201,8 @@ impl Daemon {
                 Ok(response) => response.status() == 200,
                 Err(_) => false,
             };
-            // Checked after the answer: a 200 from a process that is not ours
-            // (it took the port) must not count.
+            // Checked after the answer: a 200 that comes after our daemon
+            // exited is from a process that took the port, and must not count.
             if let Ok(Some(status)) = daemon.proc.child.try_wait() {
                 return Err(status);
             }
@@ -212,6 +212,25 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("daemon not ready within 60 s");
+    }
+
+    /// Waits until the log's head (`/readyz`) stays put across `between` and
+    /// `pause`, and returns its next position. It watches the store itself, not
+    /// a projection, whose fold a loaded machine may hold back. `between` gets
+    /// the next position seen first (e.g. to read the views at it).
+    pub async fn wait_still(&self, pause: Duration, between: impl AsyncFn(u64)) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, ready) = self.get("/readyz").await;
+            let next = ready["last_position"].as_u64().map_or(0, |last| last + 1);
+            between(next).await;
+            tokio::time::sleep(pause).await;
+            let (_, again) = self.get("/readyz").await;
+            if again["last_position"] == ready["last_position"] {
+                return next;
+            }
+            assert!(Instant::now() < deadline, "the log kept growing for 30 s");
+        }
     }
 
     /// Stops the daemon with SIGTERM and waits for a clean exit.
@@ -301,11 +320,14 @@ fn with_listen(config: &str, port: u16) -> String {
     }
 }
 
-/// The `[server]` keys every test daemon gets: its listen address, and a
-/// `min_position` wait long enough for a fold that a loaded CI machine holds
-/// back (the default 2 s answers 503 first; tests want the view, not the 503).
+/// The `[server]` key every test daemon gets: a `min_position` wait long
+/// enough for a fold that a loaded CI machine holds back (the default 2 s
+/// answers 503 first; tests want the view, not the 503).
+pub const MIN_POSITION_WAIT: &str = "min_position_wait_ms = 30000\n";
+
+/// The `[server]` keys of a test daemon listening on `listen`.
 pub fn server_keys(listen: &str) -> String {
-    format!("listen = \"{listen}\"\nmin_position_wait_ms = 30000\n")
+    format!("listen = \"{listen}\"\n{MIN_POSITION_WAIT}")
 }
 
 /// A keep-alive client with TCP_NODELAY.
