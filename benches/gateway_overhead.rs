@@ -34,6 +34,7 @@
 //! every request it delayed: no coordinated omission).
 
 use std::{
+    collections::HashMap,
     fs::{File, OpenOptions},
     io::{Read, Write},
     net::{SocketAddr, TcpStream as StdTcpStream},
@@ -423,36 +424,90 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// utime + stime of `pid` and every live descendant, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let mut stats = Vec::new();
+/// `pid` and every live descendant.
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(id) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
             };
-            if let Some((ppid, ticks)) = proc_stat(id) {
-                stats.push((id, ppid, ticks));
+            if let Some((ppid, _)) = proc_stat(id) {
+                parents.push((id, ppid));
             }
         }
     }
     let mut tree = vec![pid];
-    let mut total = 0;
     let mut index = 0;
     while index < tree.len() {
         let parent = tree[index];
-        for &(id, ppid, ticks) in &stats {
-            if id == parent {
-                total += ticks;
-            }
+        for &(id, ppid) in &parents {
             if ppid == parent && !tree.contains(&id) {
                 tree.push(id);
             }
         }
         index += 1;
     }
-    total
+    tree
+}
+
+/// utime + stime of `pid` and every live descendant, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    process_tree(pid)
+        .into_iter()
+        .filter_map(proc_stat)
+        .map(|(_, ticks)| ticks)
+        .sum()
+}
+
+/// Per thread of `pid`'s process tree: (ns spent runnable but waiting for a CPU,
+/// times it got one), from `/proc/PID/task/TID/schedstat`. This is the guest
+/// scheduler's run-queue delay: time a hypervisor took from a running vCPU does
+/// not show here (that is steal).
+fn run_delays(pid: u32) -> HashMap<u32, (u64, u64)> {
+    let mut delays = HashMap::new();
+    for process in process_tree(pid) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{process}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                continue;
+            };
+            let fields: Vec<u64> = text
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            if let [_, delay, slices] = fields[..] {
+                delays.insert(tid, (delay, slices));
+            }
+        }
+    }
+    delays
+}
+
+/// The run-queue delay and CPU slices the threads in `after` accrued since
+/// `before` (a thread started in between counts from zero; one that ended is
+/// lost, which only the tokio blocking pool's idle threads do).
+fn run_delay_since(
+    before: &HashMap<u32, (u64, u64)>,
+    after: &HashMap<u32, (u64, u64)>,
+) -> (u64, u64) {
+    after.iter().fold((0, 0), |(delay, slices), (tid, now)| {
+        let was = before.get(tid).copied().unwrap_or((0, 0));
+        (
+            delay + now.0.saturating_sub(was.0),
+            slices + now.1.saturating_sub(was.1),
+        )
+    })
 }
 
 /// utime + stime of `pid` alone (this client: its children are the servers).
@@ -472,11 +527,20 @@ fn proc_stat(pid: u32) -> Option<(u32, u64)> {
     Some((ppid, utime + stime))
 }
 
-/// (busy, total) jiffies of all CPUs from `/proc/stat`.
-fn machine_jiffies() -> (u64, u64) {
+/// Jiffies of all CPUs from `/proc/stat`.
+#[derive(Clone, Copy, Default)]
+struct MachineJiffies {
+    /// Not idle: ours, other tenants' and the hypervisor's (steal).
+    busy: u64,
+    /// Taken by the hypervisor for other guests while this one had work to run.
+    steal: u64,
+    total: u64,
+}
+
+fn machine_jiffies() -> MachineJiffies {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let Some(line) = text.lines().next() else {
-        return (0, 0);
+        return MachineJiffies::default();
     };
     let values: Vec<u64> = line
         .split_whitespace()
@@ -486,7 +550,11 @@ fn machine_jiffies() -> (u64, u64) {
     // user nice system idle iowait irq softirq steal (guest is inside user).
     let total: u64 = values.iter().take(8).sum();
     let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
-    (total.saturating_sub(idle), total)
+    MachineJiffies {
+        busy: total.saturating_sub(idle),
+        steal: values.get(7).copied().unwrap_or(0),
+        total,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1166,8 +1234,12 @@ struct Cell {
     ticks_target: u64,
     ticks_mock: u64,
     ticks_client: u64,
-    /// Machine busy and total jiffies during the slices.
+    /// The target's threads' run-queue delay (ns) and CPU slices.
+    run_delay_ns: u64,
+    run_slices: u64,
+    /// Machine busy, steal and total jiffies during the slices.
     machine_busy: u64,
+    machine_steal: u64,
     machine_total: u64,
     /// Per round: (p50, p99) in ns.
     rounds: Vec<(u64, u64)>,
@@ -1181,7 +1253,10 @@ impl Cell {
             ticks_target: 0,
             ticks_mock: 0,
             ticks_client: 0,
+            run_delay_ns: 0,
+            run_slices: 0,
             machine_busy: 0,
+            machine_steal: 0,
             machine_total: 0,
             rounds: Vec::new(),
         }
@@ -1227,6 +1302,7 @@ impl Bench {
     async fn slice(&self, target: &Arc<Target>, load: Load, seconds: f64, cell: &mut Cell) {
         let me = std::process::id();
         let perf = self.start_perf(target, load);
+        let delays_before = target.pid.map(run_delays).unwrap_or_default();
         let before = (
             target.pid.map_or(0, cpu_ticks),
             cpu_ticks(self.mock_pid),
@@ -1241,12 +1317,17 @@ impl Bench {
             own_ticks(me),
             machine_jiffies(),
         );
+        let delays_after = target.pid.map(run_delays).unwrap_or_default();
         stop_perf(perf);
+        let (delay, slices) = run_delay_since(&delays_before, &delays_after);
+        cell.run_delay_ns += delay;
+        cell.run_slices += slices;
         cell.ticks_target += after.0.saturating_sub(before.0);
         cell.ticks_mock += after.1.saturating_sub(before.1);
         cell.ticks_client += after.2.saturating_sub(before.2);
-        cell.machine_busy += after.3 .0.saturating_sub(before.3 .0);
-        cell.machine_total += after.3 .1.saturating_sub(before.3 .1);
+        cell.machine_busy += after.3.busy.saturating_sub(before.3.busy);
+        cell.machine_steal += after.3.steal.saturating_sub(before.3.steal);
+        cell.machine_total += after.3.total.saturating_sub(before.3.total);
         cell.seconds += seconds;
         cell.rounds.push((
             samples.latency.value_at_quantile(0.5),
@@ -1374,9 +1455,9 @@ fn print_load(load: Load, targets: &[Arc<Target>], cells: &[Cell], raw: &RawCell
         raw.cycles
     );
     println!(
-        "{:<16} {:>7} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9} {:>15} {:>6} {:>6} {:>6} {:>5} {:>5}",
+        "{:<16} {:>7} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9} {:>15} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>5} {:>5}",
         "target", "ok", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "ovh p50", "ovh p99", "ovh p99.9",
-        "ovh p99 rounds", "cpu gw", "mock", "client", "mach", "err"
+        "ovh p99 rounds", "cpu gw", "mock", "client", "rq/req", "rq/run", "mach", "steal", "err"
     );
     let direct = &cells[0];
     for (target, cell) in targets.iter().zip(cells) {
@@ -1412,10 +1493,25 @@ fn print_row(target: &Target, cell: &Cell, direct: &Cell, ticks: f64, load: Load
     } else {
         "-".to_owned()
     };
+    let (queued_per_request, queued_per_run) = if target.pid.is_some() {
+        (
+            format!(
+                "{:.1}",
+                cell.run_delay_ns as f64 / 1e3 / cell.samples.ok.max(1) as f64
+            ),
+            format!(
+                "{:.1}",
+                cell.run_delay_ns as f64 / 1e3 / cell.run_slices.max(1) as f64
+            ),
+        )
+    } else {
+        ("-".to_owned(), "-".to_owned())
+    };
     let machine = cell.machine_busy as f64 / cell.machine_total.max(1) as f64;
+    let steal = cell.machine_steal as f64 / cell.machine_total.max(1) as f64;
     let errors = cell.samples.errors + cell.samples.unsent;
     println!(
-        "{:<16} {:>7} {:>8.0} {:>7.3} {:>7.3} {:>8.3} {:>8} {:>8} {:>9} {:>15} {:>6} {:>6.3} {:>6.3} {:>4.0}% {:>5}",
+        "{:<16} {:>7} {:>8.0} {:>7.3} {:>7.3} {:>8.3} {:>8} {:>8} {:>9} {:>15} {:>6} {:>6.3} {:>6.3} {:>6} {:>6} {:>4.0}% {:>4.1}% {:>5}",
         target.kind.label(),
         cell.samples.ok,
         cell.rate(),
@@ -1429,7 +1525,10 @@ fn print_row(target: &Target, cell: &Cell, direct: &Cell, ticks: f64, load: Load
         gateway_cpu,
         per_request(cell.ticks_mock),
         per_request(cell.ticks_client),
+        queued_per_request,
+        queued_per_run,
         machine * 100.0,
+        steal * 100.0,
         errors
     );
     if let Load::Rate(rate) = load {
@@ -1702,7 +1801,10 @@ fn print_column_notes() {
         "columns: ovh = this target's percentile minus direct-to-mock's at the same load; \
          ovh p99 rounds = range of per-round p99 overheads; cpu gw/mock/client = CPU ms per \
          answered request of the target process (its whole process tree, until it is idle \
-         again after the slice), the mock and this client, from /proc/PID/stat; mach = whole-machine CPU busy during the slices (other \
-         tenants included); err = errors + open-loop requests never sent"
+         again after the slice), the mock and this client, from /proc/PID/stat; rq/req, rq/run = microseconds the target's \
+         threads spent runnable but waiting for a CPU (the guest scheduler's run-queue delay, \
+         /proc/PID/task/TID/schedstat), per answered request and per time a thread got the CPU; mach = whole-machine CPU busy during the slices (other \
+         tenants and steal included); steal = the share of the machine's CPU time the hypervisor \
+         gave to other guests during the slices (high steal: bad weather, compare only within the run); err = errors + open-loop requests never sent"
     );
 }
