@@ -52,7 +52,7 @@ use tutorlog_schemas::{
     },
     NewEvent,
 };
-use tutorlog_store::{EventStore, ExpectedRevision};
+use tutorlog_store::{AppendCallback, EventStore, ExpectedRevision};
 use uuid::Uuid;
 
 use super::{
@@ -1165,15 +1165,38 @@ impl Gateway {
         if records.is_empty() {
             return;
         }
-        let store = Arc::clone(&self.inner.store);
+        let stream = format!("request-{request_id}");
         let recordings = Arc::clone(&self.inner.recordings);
+        // Where the log can queue it now, the log's writer reports the outcome and
+        // no task wakes up again for it: a spawned task costs this call two more
+        // runs on a worker and a wake-up from the writer thread (BENCHMARKS.md,
+        // "Gateway").
+        if let Ok(permit) = Arc::clone(&recordings).try_acquire_owned() {
+            let name = stream.clone();
+            let done: AppendCallback = Box::new(move |appended| {
+                drop(permit);
+                if let Err(error) = appended {
+                    tracing::warn!(%error, stream = %name, "could not record the gateway call");
+                }
+            });
+            // `Any`, not `NoStream`: a `select` and the call it precedes may share a
+            // request id when a client reuses one.
+            match self.inner.store.try_append_detached(
+                &stream,
+                ExpectedRevision::Any,
+                records,
+                done,
+            ) {
+                Ok(()) => return,
+                // Dropping the callback returns the permit.
+                Err(not_queued) => records = not_queued.events,
+            }
+        }
+        let store = Arc::clone(&self.inner.store);
         tokio::spawn(async move {
             let Ok(_permit) = recordings.acquire_owned().await else {
                 return;
             };
-            let stream = format!("request-{request_id}");
-            // `Any`, not `NoStream`: a `select` and the call it precedes may share a
-            // request id when a client reuses one.
             // Deferred: the answer has gone out, so the record may share the next
             // call's fsync instead of paying for its own.
             let appended = store

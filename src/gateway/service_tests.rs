@@ -43,7 +43,13 @@ fn options() -> GatewayOptions {
 async fn start_gateway(
     providers: Vec<(ProviderConfig, Arc<Scripted>)>,
 ) -> (Gateway, Arc<dyn EventStore>) {
-    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    start_gateway_on(Arc::new(MemoryStore::new()), providers).await
+}
+
+async fn start_gateway_on(
+    store: Arc<dyn EventStore>,
+    providers: Vec<(ProviderConfig, Arc<Scripted>)>,
+) -> (Gateway, Arc<dyn EventStore>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut runtimes = Vec::new();
     for (config, adapter) in providers {
@@ -96,9 +102,24 @@ fn every_period(
 
 #[tokio::test]
 async fn a_call_is_priced_from_usage_committed_and_recorded() {
+    priced_and_recorded(Arc::new(MemoryStore::new())).await;
+}
+
+/// The same call on the embedded log, which takes the call's record detached
+/// (its writer reports the outcome; the memory store gives it back to a spawned
+/// task): the record is there, whole, after `flush`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_recorded_on_the_embedded_log_is_there_after_flush() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = tutorlog_store::EmbeddedStore::open(dir.path()).expect("open");
+    priced_and_recorded(Arc::new(store.clone())).await;
+    store.close();
+}
+
+async fn priced_and_recorded(store: Arc<dyn EventStore>) {
     let adapter = Scripted::ok((10, 20));
     let (gateway, store) =
-        start_gateway(vec![(provider_config("a", 1, 1.0), adapter.clone())]).await;
+        start_gateway_on(store, vec![(provider_config("a", 1, 1.0), adapter.clone())]).await;
     let call = Call::new(CallSource::OpenAi, "auto", user("hello"));
     let id = call.request_id;
     let answer = gateway.complete(call).await.expect("answer");

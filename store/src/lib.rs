@@ -37,6 +37,28 @@ pub const APPEND_EVENTS_MAX: usize = 10_000;
 /// Most events one read call returns.
 pub const READ_EVENTS_MAX: usize = 10_000;
 
+/// Gets the outcome of an [`EventStore::try_append_detached`] append. It runs on
+/// the log's own thread (the embedded writer), so it must be short and never
+/// block: drop a permit, log an error.
+pub type AppendCallback = Box<dyn FnOnce(Result<AppendResult, StoreError>) + Send + 'static>;
+
+/// An append [`EventStore::try_append_detached`] did not queue, given back whole so
+/// that the caller can append it the usual way.
+pub struct NotQueued {
+    /// The events, unwritten.
+    pub events: Vec<NewEvent>,
+    /// The callback, not called.
+    pub done: AppendCallback,
+}
+
+impl std::fmt::Debug for NotQueued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotQueued")
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// An append-only log of events grouped into streams, with a global order (`$all`).
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -63,6 +85,25 @@ pub trait EventStore: Send + Sync + 'static {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         self.append(stream, expected, events).await
+    }
+
+    /// [`EventStore::append_deferred`] without a task waiting for it: the append is
+    /// queued before this returns, and `done` gets its outcome once it is durable
+    /// (or failed), on the log's own thread. A gateway call's record takes this
+    /// way, so that no task wakes up again for a write its client never waits on.
+    ///
+    /// Gives the events and `done` back, unqueued and uncalled, when this log
+    /// cannot take the append that way now (the default: no such queue; the
+    /// embedded log: its queue is full, so the caller should wait its turn).
+    fn try_append_detached(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+        done: AppendCallback,
+    ) -> Result<(), NotQueued> {
+        let _ = (stream, expected);
+        Err(NotQueued { events, done })
     }
 
     /// Asks the log to write what [`EventStore::append_deferred`] holds back now:

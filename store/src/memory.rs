@@ -283,4 +283,29 @@ mod tests {
     async fn the_memory_store_passes_the_conformance_suite() {
         run_all(&Memory(MemoryStore::new())).await;
     }
+
+    /// It has no writer thread to run a callback on, so it gives a detached
+    /// append back whole, and the caller appends it the usual way.
+    #[tokio::test]
+    async fn a_detached_append_is_given_back_unwritten_and_uncalled() {
+        let store = MemoryStore::new();
+        let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&called);
+        let given_back = store
+            .try_append_detached(
+                "detached",
+                ExpectedRevision::Any,
+                vec![crate::conformance::test_event("kept")],
+                Box::new(move |_| flag.store(true, std::sync::atomic::Ordering::SeqCst)),
+            )
+            .expect_err("no detached appends here");
+        assert_eq!(given_back.events.len(), 1);
+        assert!(store
+            .read_stream("detached", 0, 10)
+            .await
+            .expect("read")
+            .is_empty());
+        drop(given_back);
+        assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+    }
 }

@@ -44,12 +44,13 @@ use self::{
     frame::{read_frame, Frame},
     index::Index,
     segment::{corrupt, list_segments, read_segment, scan_segment, segment_path},
-    writer::{WriteRequest, Writer},
+    writer::{Reply, WriteRequest, Writer},
 };
 use crate::{
     validate_stream_name, AppendResult, EventStore, ExpectedRevision, StoreError, Subscription,
     SubscriptionSource, APPEND_EVENTS_MAX, READ_EVENTS_MAX,
 };
+use crate::{AppendCallback, NotQueued};
 
 /// Name of the lock file in a log directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
@@ -1008,6 +1009,39 @@ impl EventStore for EmbeddedStore {
         self.submit(stream, expected, events, true).await
     }
 
+    fn try_append_detached(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+        done: AppendCallback,
+    ) -> Result<(), NotQueued> {
+        let sender = match self.writable(stream, &events) {
+            Ok(sender) => sender,
+            Err(error) => {
+                done(Err(error));
+                return Ok(());
+            }
+        };
+        let slot = match sender.try_reserve() {
+            Ok(slot) => slot,
+            Err(mpsc::error::TrySendError::Full(())) => return Err(NotQueued { events, done }),
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                done(Err(StoreError::Closed));
+                return Ok(());
+            }
+        };
+        // Deferred, so no wake-up: the writer takes it with its next commit.
+        slot.send(WriteRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            deferrable: true,
+            reply: Reply::Detached(done),
+        });
+        Ok(())
+    }
+
     fn expedite(&self) {
         let shared = &self.inner.shared;
         shared.hurry.store(true, Ordering::SeqCst);
@@ -1070,6 +1104,26 @@ impl EventStore for EmbeddedStore {
 
 impl EmbeddedStore {
     /// Queues one append for the writer and waits until it is durable.
+    /// The writer's queue, if `events` may be appended to `stream` now.
+    fn writable(
+        &self,
+        stream: &str,
+        events: &[NewEvent],
+    ) -> Result<mpsc::Sender<WriteRequest>, StoreError> {
+        Self::check_append(stream, events)?;
+        if let Some(reason) = self.poisoned() {
+            return Err(StoreError::Poisoned(reason));
+        }
+        let sender = self.inner.sender.lock().clone();
+        sender.ok_or_else(|| {
+            if self.inner._lock.is_none() {
+                StoreError::ReadOnly
+            } else {
+                StoreError::Closed
+            }
+        })
+    }
+
     async fn submit(
         &self,
         stream: &str,
@@ -1077,25 +1131,14 @@ impl EmbeddedStore {
         events: Vec<NewEvent>,
         deferrable: bool,
     ) -> Result<AppendResult, StoreError> {
-        Self::check_append(stream, &events)?;
-        if let Some(reason) = self.poisoned() {
-            return Err(StoreError::Poisoned(reason));
-        }
-        let sender = self.inner.sender.lock().clone();
-        let Some(sender) = sender else {
-            return Err(if self.inner._lock.is_none() {
-                StoreError::ReadOnly
-            } else {
-                StoreError::Closed
-            });
-        };
+        let sender = self.writable(stream, &events)?;
         let (reply, response) = oneshot::channel();
         let request = WriteRequest {
             stream: stream.to_owned(),
             expected,
             events,
             deferrable,
-            reply,
+            reply: Reply::Waiter(reply),
         };
         sender.send(request).await.map_err(|_| StoreError::Closed)?;
         if !deferrable {

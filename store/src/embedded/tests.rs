@@ -56,6 +56,101 @@ async fn a_lingering_deferred_append_is_durable_after_close() {
     reopened.close();
 }
 
+type Outcome = Result<(u64, u64), StoreError>;
+
+/// A callback that sends the append's (first, last) positions to `to`.
+fn report_to(to: &std::sync::mpsc::Sender<Outcome>) -> crate::AppendCallback {
+    let to = to.clone();
+    Box::new(move |appended| {
+        let _ = to.send(appended.map(|a| (a.first_position, a.position)));
+    })
+}
+
+/// A detached append is queued at once and reported once durable; one the log
+/// refuses is reported at once; a callback that panics leaves the writer working;
+/// a closed log reports `Closed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_append_is_reported_once_durable_and_a_panicking_callback_spares_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open_with(dir.path(), StoreOptions::default()).expect("open");
+    let (to, outcomes) = std::sync::mpsc::channel();
+    let wait = || {
+        outcomes
+            .recv_timeout(Duration::from_secs(30))
+            .expect("an outcome within 30 s")
+    };
+    store
+        .try_append_detached(
+            "detached",
+            ExpectedRevision::NoStream,
+            vec![test_event("a"), test_event("b")],
+            report_to(&to),
+        )
+        .expect("queued");
+    assert_eq!(wait().expect("durable"), (0, 1));
+    store
+        .try_append_detached(
+            "detached",
+            ExpectedRevision::Exact(1),
+            vec![test_event("c")],
+            Box::new(|_| panic!("a callback that panics")),
+        )
+        .expect("queued");
+    // Refused before it reaches the writer: answered before the call returns.
+    store
+        .try_append_detached(
+            "",
+            ExpectedRevision::Any,
+            vec![test_event("x")],
+            report_to(&to),
+        )
+        .expect("answered");
+    assert!(matches!(wait(), Err(StoreError::InvalidInput(_))));
+    // Refused by the writer (a stale expected revision), after the panic.
+    store
+        .try_append_detached(
+            "detached",
+            ExpectedRevision::Exact(0),
+            vec![test_event("stale")],
+            report_to(&to),
+        )
+        .expect("queued");
+    assert!(matches!(
+        wait(),
+        Err(StoreError::WrongExpectedRevision { .. })
+    ));
+    let plain = store
+        .append(
+            "detached",
+            ExpectedRevision::Exact(2),
+            vec![test_event("d")],
+        )
+        .await
+        .expect("the writer still appends");
+    assert_eq!(plain.position, 3);
+    store.close();
+    store
+        .try_append_detached(
+            "detached",
+            ExpectedRevision::Any,
+            vec![test_event("late")],
+            report_to(&to),
+        )
+        .expect("answered");
+    assert!(matches!(wait(), Err(StoreError::Closed)));
+    drop(store);
+    let reopened = EmbeddedStore::open_with(dir.path(), StoreOptions::default()).expect("reopen");
+    let labels: Vec<String> = reopened
+        .read_stream("detached", 0, 10)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|e| String::from_utf8_lossy(&e.payload).into_owned())
+        .collect();
+    assert_eq!(labels, ["a", "b", "c", "d"]);
+    reopened.close();
+}
+
 #[test]
 fn a_linger_past_the_maximum_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");

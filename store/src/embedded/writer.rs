@@ -50,7 +50,7 @@ use super::{
     segment::{self, classify_io, segment_path, sync_error},
     Shared, StoreOptions,
 };
-use crate::{AppendResult, ExpectedRevision, StoreError};
+use crate::{AppendCallback, AppendResult, ExpectedRevision, StoreError};
 
 /// Most requests in one group commit.
 pub const BATCH_REQUESTS_MAX: usize = 4096;
@@ -67,7 +67,34 @@ pub struct WriteRequest {
     pub events: Vec<NewEvent>,
     /// Nobody waits on it: the writer may hold it back (`StoreOptions::linger`).
     pub deferrable: bool,
-    pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+    pub reply: Reply,
+}
+
+/// Where a request's outcome goes.
+pub enum Reply {
+    /// A task awaiting it.
+    Waiter(oneshot::Sender<Result<AppendResult, StoreError>>),
+    /// A callback run on the writer thread ([`crate::EventStore::try_append_detached`]).
+    Detached(AppendCallback),
+}
+
+impl Reply {
+    fn send(self, result: Result<AppendResult, StoreError>) {
+        match self {
+            Reply::Waiter(sender) => {
+                let _ignored_if_caller_left = sender.send(result);
+            }
+            Reply::Detached(done) => {
+                // A panicking callback must not take the writer thread, and with
+                // it every later append, down.
+                let called =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(result)));
+                if called.is_err() {
+                    tracing::error!("a detached append's callback panicked");
+                }
+            }
+        }
+    }
 }
 
 /// A record encoded in this batch, waiting to be published.
@@ -80,7 +107,7 @@ struct Staged {
 
 /// An accepted request waiting for the sync.
 struct Pending {
-    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+    reply: Reply,
     result: AppendResult,
 }
 
@@ -96,7 +123,7 @@ struct Unsynced {
 /// Answers every one of `requests` with a copy of `error` (they were not written).
 fn fail_requests(requests: impl Iterator<Item = WriteRequest>, error: &StoreError) {
     for request in requests {
-        let _ignored_if_caller_left = request.reply.send(Err(error.clone_for_reply()));
+        request.reply.send(Err(error.clone_for_reply()));
     }
 }
 
@@ -362,7 +389,7 @@ impl Writer {
     fn commit_batch(&mut self, batch: &mut Vec<WriteRequest>) {
         if let Some(reason) = self.shared.poisoned.lock().clone() {
             for request in batch.drain(..) {
-                let _ignored_if_caller_left = request
+                request
                     .reply
                     .send(Err(StoreError::Poisoned(reason.clone())));
             }
@@ -400,7 +427,7 @@ impl Writer {
                 match self.check_request(&request, &batch_heads, now_micros) {
                     Ok(checked) => checked,
                     Err(error) => {
-                        let _ignored_if_caller_left = request.reply.send(Err(error));
+                        request.reply.send(Err(error));
                         continue;
                     }
                 };
@@ -425,7 +452,7 @@ impl Writer {
                     // poisoned the log, and nothing more of the batch is written.
                     let error = self.poison_unless_recoverable(error);
                     if matches!(error, StoreError::DiskFull(_)) {
-                        let _ignored_if_caller_left = request.reply.send(Err(error));
+                        request.reply.send(Err(error));
                         continue;
                     }
                     fail_requests(std::iter::once(request).chain(requests.by_ref()), &error);
@@ -555,7 +582,7 @@ impl Writer {
         metrics::histogram!("tutorlog_log_batch_appends").record(part.pending.len() as f64);
         metrics::histogram!("tutorlog_log_commit_seconds").record(started.elapsed().as_secs_f64());
         for entry in part.pending {
-            let _ignored_if_caller_left = entry.reply.send(Ok(entry.result));
+            entry.reply.send(Ok(entry.result));
         }
         Ok(())
     }
@@ -880,7 +907,7 @@ impl Writer {
             refused_for_full_disk(&self.shared, pending.len());
         }
         for entry in pending {
-            let _ignored_if_caller_left = entry.reply.send(Err(error.clone_for_reply()));
+            entry.reply.send(Err(error.clone_for_reply()));
         }
     }
 }
