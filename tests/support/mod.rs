@@ -149,17 +149,28 @@ impl Daemon {
         // only after it opened the store: another test may take it first. Then
         // the daemon exits at once, and it is started again on another port
         // (`--listen` wins over the config file's `server.listen`).
+        // An exit for any other reason repeats on every port, and its own error
+        // (on stderr, or in `log`) says why.
         let mut port = port;
+        let mut exits = Vec::new();
         for _attempt in 0..3 {
             match Daemon::spawn_on(dir, config, port, env, log).await {
                 Ok(daemon) => return daemon,
                 Err(status) => {
-                    eprintln!("serve on port {port} exited before it was ready ({status}); retrying on another port");
+                    eprintln!("serve on port {port} exited before it was ready ({status}); its port may have been taken, so it starts again on another");
+                    exits.push(format!("port {port}: {status}"));
                     port = free_port();
                 }
             }
         }
-        panic!("serve exited before it was ready, three times");
+        panic!(
+            "serve exited before it was ready three times ({}): not a port race, see its error{}",
+            exits.join(", "),
+            log.map_or(" above".to_owned(), |path| format!(
+                " in {}",
+                path.display()
+            ))
+        );
     }
 
     /// One start: the daemon once `/readyz` answers 200, or how it exited first.
