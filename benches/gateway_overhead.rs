@@ -1466,16 +1466,25 @@ fn print_load(load: Load, targets: &[Arc<Target>], cells: &[Cell], raw: &RawCell
 }
 
 fn print_row(target: &Target, cell: &Cell, direct: &Cell, ticks: f64, load: Load) {
-    let per_request = |t: u64| t as f64 * 1e3 / ticks / cell.samples.ok.max(1) as f64;
+    // A target that answered nothing (LiteLLM at 1,000 requests/s) has no
+    // per-request figures, rather than its totals divided by one.
+    let answered = cell.samples.ok > 0;
+    let per_request = |t: u64| {
+        if answered {
+            format!("{:.3}", t as f64 * 1e3 / ticks / cell.samples.ok as f64)
+        } else {
+            "-".to_owned()
+        }
+    };
     let is_direct = target.kind == Kind::Direct;
     let overhead = |q: f64| {
-        if is_direct {
+        if is_direct || !answered {
             "-".to_owned()
         } else {
             format!("{:.3}", cell.quantile_ms(q) - direct.quantile_ms(q))
         }
     };
-    let spread = if is_direct {
+    let spread = if is_direct || !answered {
         "-".to_owned()
     } else {
         let per_round: Vec<f64> = cell
@@ -1489,15 +1498,15 @@ fn print_row(target: &Target, cell: &Cell, direct: &Cell, ticks: f64, load: Load
         format!("{min:.3}..{max:.3}")
     };
     let gateway_cpu = if target.pid.is_some() {
-        format!("{:.3}", per_request(cell.ticks_target))
+        per_request(cell.ticks_target)
     } else {
         "-".to_owned()
     };
-    let (queued_per_request, queued_per_run) = if target.pid.is_some() {
+    let (queued_per_request, queued_per_run) = if target.pid.is_some() && answered {
         (
             format!(
                 "{:.1}",
-                cell.run_delay_ns as f64 / 1e3 / cell.samples.ok.max(1) as f64
+                cell.run_delay_ns as f64 / 1e3 / cell.samples.ok as f64
             ),
             format!(
                 "{:.1}",
@@ -1511,7 +1520,7 @@ fn print_row(target: &Target, cell: &Cell, direct: &Cell, ticks: f64, load: Load
     let steal = cell.machine_steal as f64 / cell.machine_total.max(1) as f64;
     let errors = cell.samples.errors + cell.samples.unsent;
     println!(
-        "{:<16} {:>7} {:>8.0} {:>7.3} {:>7.3} {:>8.3} {:>8} {:>8} {:>9} {:>15} {:>6} {:>6.3} {:>6.3} {:>6} {:>6} {:>4.0}% {:>4.1}% {:>5}",
+        "{:<16} {:>7} {:>8.0} {:>7.3} {:>7.3} {:>8.3} {:>8} {:>8} {:>9} {:>15} {:>6} {:>6} {:>6} {:>6} {:>6} {:>4.0}% {:>4.1}% {:>5}",
         target.kind.label(),
         cell.samples.ok,
         cell.rate(),
