@@ -47,10 +47,9 @@ use self::{
     writer::{Reply, WriteRequest, Writer},
 };
 use crate::{
-    validate_stream_name, AppendResult, EventStore, ExpectedRevision, StoreError, Subscription,
-    SubscriptionSource, APPEND_EVENTS_MAX, READ_EVENTS_MAX,
+    validate_stream_name, AppendCallback, AppendResult, EventStore, ExpectedRevision, NotQueued,
+    StoreError, Subscription, SubscriptionSource, APPEND_EVENTS_MAX, READ_EVENTS_MAX,
 };
-use crate::{AppendCallback, NotQueued};
 
 /// Name of the lock file in a log directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
@@ -1103,7 +1102,6 @@ impl EventStore for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Queues one append for the writer and waits until it is durable.
     /// The writer's queue, if `events` may be appended to `stream` now.
     fn writable(
         &self,
@@ -1124,6 +1122,7 @@ impl EmbeddedStore {
         })
     }
 
+    /// Queues one append for the writer and waits until it is durable.
     async fn submit(
         &self,
         stream: &str,
