@@ -2,7 +2,7 @@
 """Per-thread CPU, run-queue delay and context switches of one gateway_overhead
 target during one load point, grouped by thread name.
 
-    cargo bench --bench gateway_overhead -- --targets direct,fast --loads r1000 \
+    mkdir -p target/tmp && cargo bench --bench gateway_overhead -- --targets direct,fast --loads r1000 \
         --rounds 1 --seconds 12 --no-litellm --no-tensorzero > target/tmp/bench.txt &
     benches/gateway/thread_switches.py target/tmp/bench.txt "tutorlog fast" r1000
 
