@@ -15,7 +15,11 @@
 //! as decided (its events become durable with the next batch), or never. A command
 //! may also hold its events back ([`Defer::Hold`]) until a later command releases
 //! them into its own append ([`Defer::With`]): the budget's *fast* mode decides a
-//! reservation in memory and makes it durable together with its commit.
+//! reservation in memory and makes it durable together with its commit. Such a
+//! held decision needs nothing from the actor but the working state, so the
+//! handle can make it on the caller's task ([`PipelineHandle::decide_held`]):
+//! the working state sits behind a mutex that every decision takes, the actor's
+//! included, so decisions are still made one at a time, against every earlier one.
 //!
 //! Commands nobody waits on may also wait in the actor for a while
 //! ([`PipelineArgs::hold`]) for one somebody waits on, and go in its append: a
@@ -41,7 +45,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -174,6 +178,35 @@ pub struct PipelineArgs<D: Decider> {
     pub hold: Duration,
 }
 
+/// The working state, which the actor shares with its handle so that a held
+/// decision ([`PipelineHandle::decide_held`]) needs no round trip to the actor.
+struct Working<D: Decider> {
+    /// The durable state plus everything decided since.
+    state: D::State,
+    /// Events decided with [`Defer::Hold`], not yet released into an append.
+    held: HashMap<Uuid, (CommandMeta, Vec<D::Event>)>,
+    /// The working state may not rest on the log's truth (a reload is due or
+    /// under way): only the actor decides then.
+    stale: bool,
+}
+
+/// What the actor and its handles share: the working state behind a mutex
+/// (every decision takes it, so decisions stay sequential), and what a decision
+/// needs besides it.
+pub struct SharedWorking<D: Decider> {
+    working: Mutex<Working<D>>,
+    clock: Arc<dyn Clock>,
+    publish: Publish<D::State>,
+}
+
+impl<D: Decider> SharedWorking<D> {
+    fn lock(&self) -> MutexGuard<'_, Working<D>> {
+        // Decide and fold are pure and the publisher only swaps a pointer, so
+        // a panic there leaves no half-made state worth refusing.
+        self.working.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The actor. See the module docs.
 pub struct Pipelined<D>(PhantomData<fn() -> D>);
 
@@ -206,20 +239,16 @@ pub struct PipelineState<D: Decider> {
     id: String,
     stream: String,
     store: Arc<dyn EventStore>,
-    clock: Arc<dyn Clock>,
-    publish: Publish<D::State>,
+    shared: Arc<SharedWorking<D>>,
     durable: D::State,
     revision: Option<u64>,
     position: Option<u64>,
-    working: D::State,
-    held: HashMap<Uuid, (CommandMeta, Vec<D::Event>)>,
     pending: Vec<Entry<D>>,
     in_flight: Option<Vec<Entry<D>>>,
     /// The in-flight append went as deferred (no caller waits on it), so the log
     /// may be holding it back; see [`EventStore::append_deferred`].
     in_flight_deferred: bool,
     drain_waiters: Vec<RpcReplyPort<()>>,
-    stale: bool,
     /// No append is sent before this (set after an append the log refused for a
     /// reason that passes; a [`PipelineMsg::Retry`] is due then).
     retry_at: Option<Instant>,
@@ -275,11 +304,13 @@ where
     /// Rebuilds the working state: durable, then held events, then `entries`
     /// decided again (once each; a second redo is a conflict for its caller).
     fn redo(&mut self, entries: Vec<Entry<D>>) {
+        let shared = Arc::clone(&self.shared);
+        let mut guard = shared.lock();
         let mut working = self.durable.clone();
-        for (_, events) in self.held.values() {
+        for (_, events) in guard.held.values() {
             working = D::fold(working, events);
         }
-        let now = self.clock.now();
+        let now = shared.clock.now();
         for mut entry in entries {
             working = D::fold(working, &entry.released);
             if entry.redone {
@@ -307,13 +338,13 @@ where
                 Err(rejection) => entry.ack.send(Ok(Err(rejection))),
             }
         }
-        self.working = working;
-        (self.publish)(&self.working);
+        guard.state = working;
+        guard.stale = false;
+        (shared.publish)(&guard.state);
     }
 
     async fn reload(&mut self) -> Result<(), StoreError> {
         self.catch_up().await?;
-        self.stale = false;
         let pending = std::mem::take(&mut self.pending);
         self.redo(pending);
         Ok(())
@@ -327,26 +358,25 @@ where
         ack: Ack<D>,
         defer: Defer,
     ) {
-        let now = self.clock.now();
-        let events = match D::decide(&self.working, &command, now) {
+        let shared = Arc::clone(&self.shared);
+        let mut guard = shared.lock();
+        let events = match decide_into(&shared, &mut guard, &command) {
             Ok(events) => events,
             Err(rejection) => return ack.send(Ok(Err(rejection))),
         };
-        let working = std::mem::take(&mut self.working);
-        self.working = D::fold(working, &events);
-        (self.publish)(&self.working);
         let released = match defer {
             Defer::Hold(key) => {
                 let reply = Decided {
                     events: events.clone(),
                     position: None,
                 };
-                self.held.insert(key, (meta, events));
+                guard.held.insert(key, (meta, events));
                 return ack.send(Ok(Ok(reply)));
             }
-            Defer::With(key) => self.held.remove(&key).map(|(_, e)| e).unwrap_or_default(),
+            Defer::With(key) => guard.held.remove(&key).map(|(_, e)| e).unwrap_or_default(),
             Defer::No => Vec::new(),
         };
+        drop(guard);
         if released.is_empty() && events.is_empty() {
             return ack.send(Ok(Ok(Decided {
                 events,
@@ -428,7 +458,7 @@ where
                         for entry in batch {
                             entry.ack.send(Err(duplicate(&error).into()));
                         }
-                        self.stale = true;
+                        self.shared.lock().stale = true;
                         return;
                     }
                 }
@@ -546,6 +576,8 @@ where
                     "append conflict: reloading the stream and deciding again");
                 let mut entries = batch;
                 entries.append(&mut self.pending);
+                // Direct decisions wait for the actor until the redo is done.
+                self.shared.lock().stale = true;
                 match self.catch_up().await {
                     Ok(()) => self.redo(entries),
                     Err(error) => self.fail_all(entries, &error),
@@ -556,7 +588,7 @@ where
                 let kept = self.keep_unacknowledged(myself, batch, &error);
                 // What was decided after the failed batch rests on it: decide again
                 // on the log's truth, the kept commands first (they came first).
-                self.stale = true;
+                self.shared.lock().stale = true;
                 let mut pending = kept;
                 pending.append(&mut self.pending);
                 self.pending = pending;
@@ -617,12 +649,19 @@ where
         for entry in entries {
             entry.ack.send(Err(duplicate(error).into()));
         }
-        self.stale = true;
-        self.working = self.durable.clone();
-        for (_, events) in self.held.values() {
-            self.working = D::fold(std::mem::take(&mut self.working), events);
+        let shared = Arc::clone(&self.shared);
+        let mut guard = shared.lock();
+        guard.stale = true;
+        let mut working = self.durable.clone();
+        for (_, events) in guard.held.values() {
+            working = D::fold(working, events);
         }
-        (self.publish)(&self.working);
+        guard.state = working;
+        (shared.publish)(&guard.state);
+    }
+
+    fn is_stale(&self) -> bool {
+        self.shared.lock().stale
     }
 }
 
@@ -635,29 +674,25 @@ where
 {
     type Msg = PipelineMsg<D>;
     type State = PipelineState<D>;
-    type Arguments = PipelineArgs<D>;
+    type Arguments = (PipelineArgs<D>, Arc<SharedWorking<D>>);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        args: PipelineArgs<D>,
+        (args, shared): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = PipelineState {
             stream: D::stream_name(&args.id),
             id: args.id,
             store: args.store,
-            clock: args.clock,
-            publish: args.publish,
+            shared,
             durable: D::State::default(),
             revision: None,
             position: None,
-            working: D::State::default(),
-            held: HashMap::new(),
             pending: Vec::new(),
             in_flight: None,
             in_flight_deferred: false,
             drain_waiters: Vec::new(),
-            stale: true,
             retry_at: None,
             hold: args.hold,
             holding: false,
@@ -684,7 +719,7 @@ where
                 ack,
                 defer,
             } => {
-                if state.stale && state.in_flight.is_none() {
+                if state.in_flight.is_none() && state.is_stale() {
                     if let Err(error) = state.reload().await {
                         ack.send(Err(error.into()));
                         return Ok(());
@@ -695,7 +730,7 @@ where
             PipelineMsg::Appended(outcome) => state.appended(&myself, outcome).await,
             PipelineMsg::Retry => {
                 state.retry_at = None;
-                if state.stale && state.in_flight.is_none() {
+                if state.in_flight.is_none() && state.is_stale() {
                     if let Err(error) = state.reload().await {
                         tracing::warn!(stream = %state.stream, %error, "reload before a retry failed");
                     }
@@ -734,6 +769,7 @@ where
 /// A handle to a running [`Pipelined`] actor.
 pub struct PipelineHandle<D: Decider> {
     actor: ActorRef<PipelineMsg<D>>,
+    shared: Arc<SharedWorking<D>>,
     timeout: Duration,
 }
 
@@ -741,9 +777,24 @@ impl<D: Decider> Clone for PipelineHandle<D> {
     fn clone(&self) -> Self {
         PipelineHandle {
             actor: self.actor.clone(),
+            shared: Arc::clone(&self.shared),
             timeout: self.timeout,
         }
     }
+}
+
+/// Decides `command` against the working state and folds its events in
+/// (the caller holds the lock, so decisions stay one at a time).
+fn decide_into<D: Decider>(
+    shared: &SharedWorking<D>,
+    working: &mut Working<D>,
+    command: &D::Command,
+) -> Result<Vec<D::Event>, D::Rejection> {
+    let events = D::decide(&working.state, command, shared.clock.now())?;
+    let state = std::mem::take(&mut working.state);
+    working.state = D::fold(state, &events);
+    (shared.publish)(&working.state);
+    Ok(events)
 }
 
 impl<D> PipelineHandle<D>
@@ -758,13 +809,55 @@ where
         timeout: Duration,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), CommandError> {
         let id = args.id.clone();
-        let (actor, join) = Actor::spawn(None, Pipelined::<D>::new(), args)
+        let shared = Arc::new(SharedWorking {
+            working: Mutex::new(Working {
+                state: D::State::default(),
+                held: HashMap::new(),
+                stale: true,
+            }),
+            clock: Arc::clone(&args.clock),
+            publish: Arc::clone(&args.publish),
+        });
+        let (actor, join) = Actor::spawn(None, Pipelined::<D>::new(), (args, Arc::clone(&shared)))
             .await
             .map_err(|error| CommandError::Unavailable {
                 id: id.clone(),
                 reason: error.to_string(),
             })?;
-        Ok((PipelineHandle { actor, timeout }, join))
+        Ok((
+            PipelineHandle {
+                actor,
+                shared,
+                timeout,
+            },
+            join,
+        ))
+    }
+
+    /// Decides `command` here, on the caller's task, and holds its events as
+    /// [`Defer::Hold`]`(key)` does: the same decision the actor would make, in
+    /// the same sequence (both take the working state's lock), without the
+    /// round trip through the actor's mailbox. `None` while the working state
+    /// waits for a reload: the caller then sends the command to the actor,
+    /// which reloads first.
+    pub fn decide_held(
+        &self,
+        command: &D::Command,
+        meta: CommandMeta,
+        key: Uuid,
+    ) -> Option<Result<Decided<D::Event>, D::Rejection>> {
+        let mut guard = self.shared.lock();
+        if guard.stale {
+            return None;
+        }
+        let decided = decide_into(&self.shared, &mut guard, command).map(|events| {
+            guard.held.insert(key, (meta, events.clone()));
+            Decided {
+                events,
+                position: None,
+            }
+        });
+        Some(decided)
     }
 
     /// Runs `command` and waits for the reply `ack` asks for (`durable` or not).

@@ -10,9 +10,9 @@
 //!   hears "reserved" (and so before the provider is called). After a crash every
 //!   reservation without a commit or release still counts as spent, so even a crash
 //!   cannot lead to overspending.
-//! - [`ReservationMode::Fast`]: the reservation is decided in the actor's memory
-//!   and made durable together with its commit or release (one append, off the
-//!   request path). No overspending while the process runs; a crash forgets the
+//! - [`ReservationMode::Fast`]: the reservation is decided in memory (on the
+//!   caller's task, under the lock the actor decides under) and made durable
+//!   together with its commit or release (one append, off the request path). No overspending while the process runs; a crash forgets the
 //!   reservations in flight (their calls' costs are then missing from the log).
 //!
 //! In both modes commits and releases are sent without waiting: the client's
@@ -236,7 +236,17 @@ impl BudgetHandle {
             user_id: request.user_id,
             session_id: request.session_id,
         };
-        let decided = self.actor.call(command, meta, durable, defer).await??;
+        // Fast mode decides here, under the same lock the actor decides under:
+        // no reservation can slip past another, and the call saves two task
+        // hand-offs (the actor's mailbox and its reply).
+        let direct = match defer {
+            Defer::Hold(key) => self.actor.decide_held(&command, meta, key),
+            _ => None,
+        };
+        let decided = match direct {
+            Some(decided) => decided?,
+            None => self.actor.call(command, meta, durable, defer).await??,
+        };
         if let Some(exceeded) = Budget::refusal(&decided.events) {
             return Ok(Reservation::Exceeded(exceeded.clone()));
         }
@@ -479,10 +489,12 @@ mod tests {
         }
     }
 
-    /// A log whose appends can be refused as if its disk were full.
+    /// A log whose appends can be refused as if its disk were full, and whose
+    /// stream reads can fail.
     struct FullDisk {
         inner: EmbeddedStore,
         full: std::sync::atomic::AtomicBool,
+        unreadable: std::sync::atomic::AtomicBool,
         /// Also refuse every `refuse_every`-th append (0: never).
         refuse_every: usize,
         appends: std::sync::atomic::AtomicUsize,
@@ -493,6 +505,7 @@ mod tests {
             FullDisk {
                 inner: EmbeddedStore::open(dir).expect("open"),
                 full: std::sync::atomic::AtomicBool::new(false),
+                unreadable: std::sync::atomic::AtomicBool::new(false),
                 refuse_every,
                 appends: std::sync::atomic::AtomicUsize::new(0),
             }
@@ -522,6 +535,9 @@ mod tests {
             from: u64,
             max: usize,
         ) -> Result<Vec<tutorlog_schemas::RecordedEvent>, tutorlog_store::StoreError> {
+            if self.unreadable.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(tutorlog_store::StoreError::Unavailable("injected".into()));
+            }
             self.inner.read_stream(stream, from, max).await
         }
         async fn read_all(
@@ -593,6 +609,72 @@ mod tests {
             assert_eq!(snapshot.remaining_micros, Some(9_000), "{mode:?}");
             after.shutdown().await;
         }
+    }
+
+    /// A fast reservation is decided on the caller's task, but not on a working
+    /// state that waits for a reload: then it goes to the actor, which reloads
+    /// first (and answers the log's error while the log cannot be read).
+    #[tokio::test]
+    async fn a_fast_reservation_is_left_to_the_actor_while_its_state_waits_for_a_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = Arc::new(FullDisk::new(dir.path(), 0));
+        let store: Arc<dyn EventStore> = disk.clone();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
+        let limits = monthly_limit(10_000);
+        let mode = ReservationMode::Fast;
+        let handle = start_p(&store, Arc::clone(&clock), limits, mode, Duration::ZERO).await;
+        let probe = |id: u128| BudgetCommand::Reserve {
+            request_id: Uuid::from_u128(id),
+            model: "m".into(),
+            estimate_micros: 1,
+            user_id: None,
+            session_id: None,
+        };
+        handle.reserve(request(1, 4_000)).await.expect("reserve");
+        // The log refuses the commit and cannot be read to reload after it.
+        disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
+        disk.unreadable
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        handle.commit(Uuid::from_u128(1), 1_000, 3, 4, "p1");
+        let mut stale = false;
+        for _ in 0..100 {
+            let meta = CommandMeta::default();
+            match handle
+                .actor
+                .decide_held(&probe(99), meta, Uuid::from_u128(99))
+            {
+                None => {
+                    stale = true;
+                    break;
+                }
+                // Decided directly before the refusal reached the actor: undo it.
+                Some(_) => handle.release(Uuid::from_u128(99), "probe"),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(stale, "the refused append left the working state current");
+        let refused = handle.reserve(request(2, 1_000)).await;
+        assert!(
+            refused.is_err(),
+            "decided on a state the log did not back: {refused:?}"
+        );
+        disk.unreadable
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        disk.full.store(false, std::sync::atomic::Ordering::SeqCst);
+        let reserved = handle.reserve(request(3, 1_000)).await.expect("reserve");
+        assert!(
+            matches!(reserved, Reservation::Reserved { position: None }),
+            "{reserved:?}"
+        );
+        let meta = CommandMeta::default();
+        assert!(
+            handle
+                .actor
+                .decide_held(&probe(4), meta, Uuid::from_u128(4))
+                .is_some(),
+            "after the reload, reservations are decided directly again"
+        );
+        handle.shutdown().await;
     }
 
     #[tokio::test]
