@@ -31,6 +31,11 @@ use crate::aggregate::{CommandError, CommandMeta};
 use crate::clock::Clock;
 use crate::pipeline::{Defer, PipelineArgs, PipelineHandle};
 
+/// Fast reservations are decided on the caller's task while fewer calls than
+/// this hold one; beyond, they go through the actor, which answers a burst of
+/// them in one wake-up (see [`PipelineHandle::decide_held`]).
+pub const DIRECT_BELOW_OPEN_CALLS: usize = 4;
+
 /// When a reservation becomes durable (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReservationMode {
@@ -236,11 +241,14 @@ impl BudgetHandle {
             user_id: request.user_id,
             session_id: request.session_id,
         };
-        // Fast mode decides here, under the same lock the actor decides under:
-        // no reservation can slip past another, and the call saves two task
-        // hand-offs (the actor's mailbox and its reply).
+        // Fast mode decides here when few calls are open, under the same lock
+        // the actor decides under: no reservation can slip past another, and
+        // the call saves two task hand-offs (the actor's mailbox and its reply).
         let direct = match defer {
-            Defer::Hold(key) => self.actor.decide_held(&command, meta, key),
+            Defer::Hold(key) => {
+                self.actor
+                    .decide_held(&command, meta, key, DIRECT_BELOW_OPEN_CALLS)
+            }
             _ => None,
         };
         let decided = match direct {
@@ -641,7 +649,7 @@ mod tests {
             let meta = CommandMeta::default();
             match handle
                 .actor
-                .decide_held(&probe(99), meta, Uuid::from_u128(99))
+                .decide_held(&probe(99), meta, Uuid::from_u128(99), usize::MAX)
             {
                 None => {
                     stale = true;
@@ -670,9 +678,27 @@ mod tests {
         assert!(
             handle
                 .actor
-                .decide_held(&probe(4), meta, Uuid::from_u128(4))
+                .decide_held(&probe(4), meta, Uuid::from_u128(4), usize::MAX)
                 .is_some(),
             "after the reload, reservations are decided directly again"
+        );
+        // Held now: 3 (reserved directly), 4 (the probe) and 99 if the loop's
+        // last probe was decided; with DIRECT_BELOW_OPEN_CALLS held, the next
+        // goes through the actor, and is reserved all the same.
+        for id in 10..10 + DIRECT_BELOW_OPEN_CALLS as u128 {
+            handle.reserve(request(id, 1)).await.expect("reserve");
+        }
+        assert!(
+            handle
+                .actor
+                .decide_held(&probe(5), meta, Uuid::from_u128(5), DIRECT_BELOW_OPEN_CALLS)
+                .is_none(),
+            "with {DIRECT_BELOW_OPEN_CALLS} calls open the actor decides"
+        );
+        let reserved = handle.reserve(request(6, 1)).await.expect("reserve");
+        assert!(
+            matches!(reserved, Reservation::Reserved { position: None }),
+            "{reserved:?}"
         );
         handle.shutdown().await;
     }
