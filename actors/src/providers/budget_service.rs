@@ -572,6 +572,25 @@ mod tests {
         }
     }
 
+    /// The test budget `p` on a [`FullDisk`] log in `dir`.
+    async fn on_full_disk(
+        dir: &std::path::Path,
+        refuse_every: usize,
+        limits: Limits,
+        mode: ReservationMode,
+    ) -> (
+        Arc<FullDisk>,
+        Arc<dyn EventStore>,
+        Arc<dyn Clock>,
+        BudgetHandle,
+    ) {
+        let disk = Arc::new(FullDisk::new(dir, refuse_every));
+        let store: Arc<dyn EventStore> = disk.clone();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
+        let handle = start_p(&store, Arc::clone(&clock), limits, mode, Duration::ZERO).await;
+        (disk, store, clock, handle)
+    }
+
     /// A commit (sent without waiting) that the log refuses for a full disk is
     /// kept and sent again once space is freed: the reservation is closed, not left
     /// open for ever. A reservation refused meanwhile gets the error.
@@ -579,14 +598,8 @@ mod tests {
     async fn a_commit_refused_for_a_full_disk_is_sent_again_once_space_is_freed() {
         for mode in [ReservationMode::Strict, ReservationMode::Fast] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let disk = Arc::new(FullDisk::new(dir.path(), 0));
-            let store: Arc<dyn EventStore> = disk.clone();
-            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
-            let limits = Limits {
-                monthly_micros: 10_000,
-                per_request_micros: 0,
-            };
-            let handle = start_p(&store, Arc::clone(&clock), limits, mode, Duration::ZERO).await;
+            let limits = monthly_limit(10_000);
+            let (disk, store, clock, handle) = on_full_disk(dir.path(), 0, limits, mode).await;
             handle.reserve(request(1, 4_000)).await.expect("reserve");
             disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
             handle.commit(Uuid::from_u128(1), 1_000, 3, 4, "p1");
@@ -625,12 +638,9 @@ mod tests {
     #[tokio::test]
     async fn a_fast_reservation_is_left_to_the_actor_while_its_state_waits_for_a_reload() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let disk = Arc::new(FullDisk::new(dir.path(), 0));
-        let store: Arc<dyn EventStore> = disk.clone();
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
         let limits = monthly_limit(10_000);
-        let mode = ReservationMode::Fast;
-        let handle = start_p(&store, Arc::clone(&clock), limits, mode, Duration::ZERO).await;
+        let (disk, _store, _clock, handle) =
+            on_full_disk(dir.path(), 0, limits, ReservationMode::Fast).await;
         let probe = |id: u128| BudgetCommand::Reserve {
             request_id: Uuid::from_u128(id),
             model: "m".into(),
@@ -794,13 +804,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refused_appends_under_contention_leave_the_log_equal_to_the_answers() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let disk = Arc::new(FullDisk::new(dir.path(), 3));
-        let store: Arc<dyn EventStore> = disk.clone();
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(reference_time()));
         let limits = monthly_limit(20_000);
         let mode = ReservationMode::Strict;
         // The first append (the limits, at start) is never the refused third.
-        let handle = start_p(&store, Arc::clone(&clock), limits, mode, Duration::ZERO).await;
+        let (_disk, store, clock, handle) = on_full_disk(dir.path(), 3, limits, mode).await;
         let mut tasks = Vec::new();
         for id in 0..200u128 {
             let handle = handle.clone();
