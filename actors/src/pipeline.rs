@@ -38,9 +38,12 @@
 //! (a call that was made and must be paid for stays "reserved" for ever). When the
 //! log refuses an append for a reason that passes (a full disk, a backend that is
 //! briefly unavailable) they are kept and decided again on the reloaded state, and
-//! sent again after [`APPEND_RETRY_AFTER`], until the log takes them. A poisoned or
-//! closed log does not pass; a restart replays the log, where a strict reservation
-//! without its commit still counts as spent.
+//! sent again after [`APPEND_RETRY_AFTER`], until the log takes them. So are they
+//! when the stream cannot be read back to decide them again (and so is such a
+//! command that arrives meanwhile): nothing is sent from a state the log did not
+//! back, and the retry reloads first. A poisoned or closed log does not pass; a
+//! restart replays the log, where a strict reservation without its commit still
+//! counts as spent.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -419,6 +422,10 @@ where
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
+        // Decided on a state the log did not back: a reload decides them again first.
+        if self.is_stale() {
+            return;
+        }
         let anyone_waits = self.hold_over
             || !self.drain_waiters.is_empty()
             || self
@@ -580,12 +587,13 @@ where
                 self.shared.lock().stale = true;
                 match self.catch_up().await {
                     Ok(()) => self.redo(entries),
-                    Err(error) => self.fail_all(entries, &error),
+                    Err(error) => self.unreadable(myself, entries, &error),
                 }
             }
             Err(error) => {
                 tracing::warn!(stream = %self.stream, %error, "append failed; reloading from the log");
-                let kept = self.keep_unacknowledged(myself, batch, &error);
+                let passes = matches!(error, StoreError::DiskFull(_) | StoreError::Unavailable(_));
+                let kept = self.keep_unacknowledged(myself, batch, &error, passes);
                 // What was decided after the failed batch rests on it: decide again
                 // on the log's truth, the kept commands first (they came first).
                 self.shared.lock().stale = true;
@@ -594,7 +602,7 @@ where
                 self.pending = pending;
                 if let Err(error) = self.reload().await {
                     let pending = std::mem::take(&mut self.pending);
-                    self.fail_all(pending, &error);
+                    self.unreadable(myself, pending, &error);
                 }
             }
         }
@@ -604,23 +612,32 @@ where
 
     /// Answers the waiters of a refused batch with the error and returns the
     /// commands nobody waits for, to be decided and sent again, when the refusal
-    /// passes (see the module docs); schedules that retry.
+    /// `passes` (see the module docs); schedules that retry.
     fn keep_unacknowledged(
         &mut self,
         myself: &ActorRef<PipelineMsg<D>>,
         batch: Vec<Entry<D>>,
         error: &StoreError,
+        passes: bool,
     ) -> Vec<Entry<D>> {
-        let passes = matches!(error, StoreError::DiskFull(_) | StoreError::Unavailable(_));
         let mut kept = Vec::new();
+        let mut lost = 0_usize;
         for mut entry in batch {
-            if passes && matches!(entry.ack, Ack::None) {
-                // Deciding it again is not a conflict redo.
-                entry.redone = false;
-                kept.push(entry);
+            if matches!(entry.ack, Ack::None) {
+                if passes {
+                    // Deciding it again is not a conflict redo.
+                    entry.redone = false;
+                    kept.push(entry);
+                } else {
+                    lost += 1;
+                }
             } else {
                 entry.ack.send(Err(duplicate(error).into()));
             }
+        }
+        if lost > 0 {
+            tracing::error!(stream = %self.stream, lost, %error,
+                "the log will not take these unacknowledged commands; a restart replays the log");
         }
         let over = (kept.len() + self.pending.len()).saturating_sub(RETRY_KEPT_MAX);
         if over > 0 {
@@ -645,10 +662,64 @@ where
         }
     }
 
-    fn fail_all(&mut self, entries: Vec<Entry<D>>, error: &StoreError) {
-        for entry in entries {
-            entry.ack.send(Err(duplicate(error).into()));
+    /// The stream could not be read to rebuild the working state: `entries` wait
+    /// on the log, so their waiters get the error, and the commands nobody waits
+    /// for are kept to be decided again once a reload works (dropping them would
+    /// lose facts, as with a refused append). The working state is stale until then.
+    fn unreadable(
+        &mut self,
+        myself: &ActorRef<PipelineMsg<D>>,
+        entries: Vec<Entry<D>>,
+        error: &StoreError,
+    ) {
+        // A read that fails may work on the next try; a poisoned or closed log
+        // takes nothing more from this process.
+        let passes = !matches!(error, StoreError::Poisoned(_) | StoreError::Closed);
+        let mut kept = self.keep_unacknowledged(myself, entries, error, passes);
+        kept.append(&mut self.pending);
+        self.pending = kept;
+        self.reset_working();
+    }
+
+    /// A command that arrived while the working state waits for a reload that
+    /// failed: as [`Self::unreadable`], it is kept if nobody waits for it.
+    fn execute_unreadable(
+        &mut self,
+        myself: &ActorRef<PipelineMsg<D>>,
+        command: D::Command,
+        meta: CommandMeta,
+        ack: Ack<D>,
+        defer: Defer,
+        error: &StoreError,
+    ) {
+        if !matches!(ack, Ack::None) || matches!(defer, Defer::Hold(_)) {
+            return ack.send(Err(duplicate(error).into()));
         }
+        // Its held events go with it, as if it had been decided; the redo folds them.
+        let released = match defer {
+            Defer::With(key) => self
+                .shared
+                .lock()
+                .held
+                .remove(&key)
+                .map(|(_, events)| events)
+                .unwrap_or_default(),
+            Defer::No | Defer::Hold(_) => Vec::new(),
+        };
+        let entry = Entry {
+            command,
+            meta,
+            released,
+            events: Vec::new(),
+            ack: Ack::None,
+            redone: false,
+        };
+        self.unreadable(myself, vec![entry], error);
+    }
+
+    /// Rebuilds the published working state from the durable one and the held
+    /// events, and marks it stale: nothing is decided on it before a reload.
+    fn reset_working(&mut self) {
         let shared = Arc::clone(&self.shared);
         let mut guard = shared.lock();
         guard.stale = true;
@@ -721,7 +792,7 @@ where
             } => {
                 if state.in_flight.is_none() && state.is_stale() {
                     if let Err(error) = state.reload().await {
-                        ack.send(Err(error.into()));
+                        state.execute_unreadable(&myself, command, meta, ack, defer, &error);
                         return Ok(());
                     }
                 }
@@ -733,6 +804,9 @@ where
                 if state.in_flight.is_none() && state.is_stale() {
                     if let Err(error) = state.reload().await {
                         tracing::warn!(stream = %state.stream, %error, "reload before a retry failed");
+                        // Try again later; what is kept stays kept.
+                        let pending = std::mem::take(&mut state.pending);
+                        state.unreadable(&myself, pending, &error);
                     }
                 }
                 state.flush(&myself);

@@ -632,6 +632,52 @@ mod tests {
         }
     }
 
+    /// Commits (sent without waiting) that the log refuses while it cannot be read
+    /// either, and commits that arrive while the state waits for a reload that
+    /// fails, are kept until the log works again: no reservation stays open for
+    /// ever because the log had a bad minute.
+    #[tokio::test]
+    async fn commits_are_kept_while_the_log_can_neither_take_nor_give_events() {
+        for mode in [ReservationMode::Strict, ReservationMode::Fast] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let limits = monthly_limit(10_000);
+            let (disk, store, clock, handle) = on_full_disk(dir.path(), 0, limits, mode).await;
+            handle.reserve(request(1, 4_000)).await.expect("reserve");
+            handle.reserve(request(2, 4_000)).await.expect("reserve");
+            disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
+            disk.unreadable
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            // Refused, and the reload after the refusal fails.
+            handle.commit(Uuid::from_u128(1), 1_000, 3, 4, "p1");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Arrives on the stale state; its reload fails too.
+            handle.commit(Uuid::from_u128(2), 2_000, 3, 4, "p1");
+            // Past a retry whose reload fails as well.
+            tokio::time::sleep(crate::pipeline::APPEND_RETRY_AFTER + Duration::from_millis(200))
+                .await;
+            disk.unreadable
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            disk.full.store(false, std::sync::atomic::Ordering::SeqCst);
+            let mut closed = false;
+            for _ in 0..100 {
+                let durable = handle.durable_state().await.expect("state").state;
+                if durable.open.is_empty() && durable.totals(&period_of(clock.now())).commits == 2 {
+                    closed = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(closed, "{mode:?}: both kept commits reached the log");
+            handle.shutdown().await;
+            let after = start_p(&store, clock, limits, mode, Duration::ZERO).await;
+            let snapshot = after.snapshot();
+            assert_eq!(snapshot.open_reservations, 0, "{mode:?}");
+            assert_eq!(snapshot.totals.committed_micros, 3_000, "{mode:?}");
+            assert_eq!(snapshot.remaining_micros, Some(7_000), "{mode:?}");
+            after.shutdown().await;
+        }
+    }
+
     /// A fast reservation is decided on the caller's task, but not on a working
     /// state that waits for a reload: then it goes to the actor, which reloads
     /// first (and answers the log's error while the log cannot be read).
