@@ -403,6 +403,7 @@ async fn make_data(daemon: &Daemon) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_number_on_the_dashboard_matches_the_api() {
+    support::clear_of_month_end(Duration::from_secs(300)).await;
     let Some(browser) = chromium_or_skip() else {
         return;
     };

@@ -131,6 +131,7 @@ async fn post_json(url: &str, body: &Value) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_concurrent_calls_never_overspend_a_budget_for_twenty() {
+    support::clear_of_month_end(Duration::from_secs(300)).await;
     for mode in ["strict", "fast"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let mock = Mock::start(&["--prompt-tokens", "10", "--completion-tokens", "16"]);
@@ -276,6 +277,7 @@ fn python_with_openai() -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_openai_client_works_through_the_gateway_and_spend_is_priced() {
+    support::clear_of_month_end(Duration::from_secs(300)).await;
     let Some(python) = python_with_openai() else {
         eprintln!("skipped: no Python with the `openai` package (pip install openai, or set TUTORLOG_E2E_PYTHON)");
         return;
@@ -360,6 +362,7 @@ async fn the_official_openai_client_works_through_the_gateway_and_spend_is_price
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_training_session_pauses_with_reason_budget_when_feedback_is_unaffordable() {
+    support::clear_of_month_end(Duration::from_secs(300)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     // Output tokens only are priced: every feedback call reserves and costs exactly
     // 200 × 2,000 µ$ = $0.40; $0.50 pays for one.
@@ -432,6 +435,7 @@ async fn a_training_session_pauses_with_reason_budget_when_feedback_is_unafforda
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budgets_prices_and_priorities_reload_without_a_restart() {
+    support::clear_of_month_end(Duration::from_secs(300)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = Mock::start(&["--prompt-tokens", "10", "--completion-tokens", "16"]);
     let write = |budget: f64, priority: u32, base_url: &str| {
@@ -551,4 +555,27 @@ async fn budgets_prices_and_priorities_reload_without_a_restart() {
     );
     assert_eq!(limits, 3);
     daemon.stop();
+}
+
+#[test]
+fn the_month_boundary_guard_counts_to_the_next_utc_month() {
+    use chrono::TimeZone;
+    let at = |y, m, d, h, min, s| {
+        chrono::Utc
+            .with_ymd_and_hms(y, m, d, h, min, s)
+            .single()
+            .expect("valid time")
+    };
+    assert_eq!(
+        support::until_next_month(at(2026, 12, 31, 23, 59, 0)),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        support::until_next_month(at(2027, 2, 28, 0, 0, 0)),
+        Duration::from_secs(86_400)
+    );
+    assert_eq!(
+        support::until_next_month(at(2026, 12, 4, 12, 0, 0)),
+        Duration::from_secs(27 * 86_400 + 12 * 3_600)
+    );
 }

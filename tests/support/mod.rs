@@ -26,6 +26,35 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// How long until the next UTC month begins, from `now`.
+pub fn until_next_month(now: chrono::DateTime<chrono::Utc>) -> Duration {
+    use chrono::{Datelike, TimeZone};
+    let (year, month) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    let next = chrono::Utc
+        .with_ymd_and_hms(year, month, 1, 0, 0, 0)
+        .single()
+        .expect("the first of a month exists");
+    (next - now).to_std().unwrap_or_default()
+}
+
+/// Waits out a month boundary that would fall within `span` from now.
+///
+/// Budgets are monthly, taken from event time (the wall clock): a test that
+/// counts calls against one month's limit would see a second limit if the
+/// month turned mid-test. Rare (a few minutes a month), but a false failure in
+/// CI all the same.
+pub async fn clear_of_month_end(span: Duration) {
+    let left = until_next_month(chrono::Utc::now());
+    if left < span {
+        eprintln!("waiting {left:?} for the month to turn before a budget test");
+        tokio::time::sleep(left + Duration::from_secs(1)).await;
+    }
+}
+
 /// A child process killed on drop.
 pub struct Proc {
     pub child: Child,
