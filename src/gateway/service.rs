@@ -442,7 +442,9 @@ struct Inner {
     options: GatewayOptions,
     sessions: Mutex<HashMap<String, Sticky>>,
     /// Latest benchmark quality per (provider, category).
-    benchmarks: ArcSwap<HashMap<(String, String), f64>>,
+    /// Latest benchmark quality by provider, then category: nested so that the
+    /// hot path looks it up with the names it has, without building a key.
+    benchmarks: ArcSwap<HashMap<String, HashMap<String, f64>>>,
     recordings: Arc<Semaphore>,
     /// One permit per running call (whole or streamed), held until its cost is
     /// committed or released. Shutdown takes them all, then closes it: a call
@@ -548,7 +550,9 @@ impl Gateway {
     pub fn set_benchmark_quality(&self, provider: &str, category: &str, quality: f64) {
         self.inner.benchmarks.rcu(|current| {
             let mut next = HashMap::clone(current);
-            next.insert((provider.to_owned(), category.to_owned()), quality);
+            next.entry(provider.to_owned())
+                .or_default()
+                .insert(category.to_owned(), quality);
             next
         });
     }
@@ -765,7 +769,8 @@ impl Gateway {
                 affordable: provider.budget.snapshot().can_afford(estimate),
                 estimate_micros: estimate,
                 quality: benchmarks
-                    .get(&(provider.name.clone(), category.to_owned()))
+                    .get(provider.name.as_str())
+                    .and_then(|by_category| by_category.get(category))
                     .copied(),
                 success_rate: provider.stats.success_rate(),
                 latency_ms: provider.stats.latency_ms(),

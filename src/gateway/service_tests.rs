@@ -374,6 +374,42 @@ async fn a_session_sticks_to_its_provider() {
 }
 
 #[tokio::test]
+async fn benchmark_quality_steers_its_own_category_only() {
+    let first = Scripted::ok((1, 1));
+    let second = Scripted::ok((1, 1));
+    let (gateway, _) = gateway_pair(first.clone(), second.clone()).await;
+    gateway.set_benchmark_quality("first", "coding", 40.0);
+    gateway.set_benchmark_quality("second", "coding", 95.0);
+    gateway.set_benchmark_quality("second", "math", 10.0);
+    let coding = Call::new(CallSource::Chat, "auto", user("debug this function"));
+    assert_eq!(
+        gateway.complete(coding).await.expect("coding").provider,
+        "second"
+    );
+    // `first` has no math score, so it gets the mean of the others' (10): a tie,
+    // and the configured priority decides.
+    let math = Call::new(CallSource::Chat, "auto", user("Solve 2x+5=15"));
+    assert_eq!(
+        gateway.complete(math).await.expect("math").provider,
+        "first"
+    );
+    // Nobody has a research score: priority again.
+    let research = Call::new(CallSource::Chat, "auto", user("research and compare"));
+    assert_eq!(
+        gateway.complete(research).await.expect("research").provider,
+        "first"
+    );
+    // A newer score replaces the old one.
+    gateway.set_benchmark_quality("first", "coding", 99.0);
+    let coding = Call::new(CallSource::Chat, "auto", user("debug this function"));
+    assert_eq!(
+        gateway.complete(coding).await.expect("coding").provider,
+        "first"
+    );
+    assert_eq!((first.calls(), second.calls()), (3, 1));
+}
+
+#[tokio::test]
 async fn a_stream_settles_at_its_end_and_a_dropped_one_still_commits() {
     let adapter = Scripted::ok((3, 4));
     let (gateway, store) = start_gateway(vec![(provider_config("a", 1, 1.0), adapter)]).await;
