@@ -591,6 +591,48 @@ mod tests {
         (disk, store, clock, handle)
     }
 
+    /// Waits (5 s at most) until the log holds `commits` commits and no open
+    /// reservation, then restarts the budget from the log and checks what it
+    /// counts: the kept commands reached the log, not just the working state.
+    async fn assert_commits_reach_the_log(
+        handle: BudgetHandle,
+        (store, clock, limits, mode): (
+            &Arc<dyn EventStore>,
+            Arc<dyn Clock>,
+            Limits,
+            ReservationMode,
+        ),
+        commits: u64,
+        committed_micros: u64,
+        remaining_micros: u64,
+    ) {
+        let mut closed = false;
+        for _ in 0..100 {
+            let durable = handle.durable_state().await.expect("state").state;
+            if durable.open.is_empty() && durable.totals(&period_of(clock.now())).commits == commits
+            {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(closed, "{mode:?}: the kept commits reached the log");
+        handle.shutdown().await;
+        let after = start_p(store, clock, limits, mode, Duration::ZERO).await;
+        let snapshot = after.snapshot();
+        assert_eq!(snapshot.open_reservations, 0, "{mode:?}");
+        assert_eq!(
+            snapshot.totals.committed_micros, committed_micros,
+            "{mode:?}"
+        );
+        assert_eq!(
+            snapshot.remaining_micros,
+            Some(remaining_micros),
+            "{mode:?}"
+        );
+        after.shutdown().await;
+    }
+
     /// A commit (sent without waiting) that the log refuses for a full disk is
     /// kept and sent again once space is freed: the reservation is closed, not left
     /// open for ever. A reservation refused meanwhile gets the error.
@@ -612,23 +654,8 @@ mod tests {
                 );
             }
             disk.full.store(false, std::sync::atomic::Ordering::SeqCst);
-            let mut closed = false;
-            for _ in 0..100 {
-                let durable = handle.durable_state().await.expect("state").state;
-                if durable.open.is_empty() && durable.totals(&period_of(clock.now())).commits == 1 {
-                    closed = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            assert!(closed, "{mode:?}: the kept commit reached the log");
-            handle.shutdown().await;
-            let after = start_p(&store, clock, limits, mode, Duration::ZERO).await;
-            let snapshot = after.snapshot();
-            assert_eq!(snapshot.open_reservations, 0, "{mode:?}");
-            assert_eq!(snapshot.totals.committed_micros, 1_000, "{mode:?}");
-            assert_eq!(snapshot.remaining_micros, Some(9_000), "{mode:?}");
-            after.shutdown().await;
+            assert_commits_reach_the_log(handle, (&store, clock, limits, mode), 1, 1_000, 9_000)
+                .await;
         }
     }
 
@@ -658,23 +685,8 @@ mod tests {
             disk.unreadable
                 .store(false, std::sync::atomic::Ordering::SeqCst);
             disk.full.store(false, std::sync::atomic::Ordering::SeqCst);
-            let mut closed = false;
-            for _ in 0..100 {
-                let durable = handle.durable_state().await.expect("state").state;
-                if durable.open.is_empty() && durable.totals(&period_of(clock.now())).commits == 2 {
-                    closed = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            assert!(closed, "{mode:?}: both kept commits reached the log");
-            handle.shutdown().await;
-            let after = start_p(&store, clock, limits, mode, Duration::ZERO).await;
-            let snapshot = after.snapshot();
-            assert_eq!(snapshot.open_reservations, 0, "{mode:?}");
-            assert_eq!(snapshot.totals.committed_micros, 3_000, "{mode:?}");
-            assert_eq!(snapshot.remaining_micros, Some(7_000), "{mode:?}");
-            after.shutdown().await;
+            assert_commits_reach_the_log(handle, (&store, clock, limits, mode), 2, 3_000, 7_000)
+                .await;
         }
     }
 
