@@ -17,7 +17,7 @@ use axum::{
     },
     Json,
 };
-use serde::{Deserialize, Serialize};
+use serde::{de::IgnoredAny, Deserialize, Serialize};
 use serde_json::{json, Value};
 use tutorlog_projections::BenchmarkResult;
 use tutorlog_schemas::events::{CallSource, Event, FeedbackRecorded, RouteCandidate};
@@ -169,7 +169,12 @@ pub struct StreamOptions {
     pub include_usage: bool,
 }
 
-/// Body of `POST /v1/chat/completions` (unknown OpenAI fields are ignored).
+/// Body of `POST /v1/chat/completions`.
+///
+/// Unknown fields are ignored, except OpenAI's that change what the answer must
+/// be (tool calling, structured output, log probabilities, audio): a client that
+/// sends those relies on their effect, so they are refused with 400 naming the
+/// field rather than dropped on the way to the provider.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"model": "auto", "messages": [{"role": "user", "content": "What is 2 + 2?"}], "max_tokens": 16}))]
 pub struct ChatCompletionRequest {
@@ -189,11 +194,13 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     #[schema(minimum = 1)]
     pub max_completion_tokens: Option<u32>,
-    /// Temperature.
+    /// Temperature, 0 to 2.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f64>,
-    /// Nucleus sampling.
+    /// Nucleus sampling, 0 to 1.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
     /// Stop sequences.
     #[serde(default)]
@@ -212,6 +219,115 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 1)]
     pub n: Option<u32>,
+    /// Refused: tool calling is not supported (nor `tool_choice`, `functions`,
+    /// `function_call`). Presence is all that is read, so nothing is kept.
+    #[serde(default)]
+    #[schema(ignore)]
+    pub tools: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    #[doc(hidden)]
+    pub tool_choice: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    #[doc(hidden)]
+    pub functions: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    #[doc(hidden)]
+    pub function_call: Option<IgnoredAny>,
+    /// Refused unless its `type` is `text`: structured output is not supported.
+    #[serde(default)]
+    #[schema(ignore)]
+    pub response_format: Option<ResponseFormat>,
+    /// Refused when true: log probabilities are not returned (nor `top_logprobs`).
+    #[serde(default)]
+    #[schema(ignore)]
+    pub logprobs: Option<bool>,
+    #[serde(default)]
+    #[schema(ignore)]
+    #[doc(hidden)]
+    pub top_logprobs: Option<IgnoredAny>,
+    /// Refused: audio output is not supported (nor `modalities` other than `text`).
+    #[serde(default)]
+    #[schema(ignore)]
+    pub audio: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(ignore)]
+    #[doc(hidden)]
+    pub modalities: Option<Vec<String>>,
+}
+
+/// `response_format`: only its type is read.
+#[derive(Debug, Deserialize)]
+pub struct ResponseFormat {
+    /// `text`, `json_object`, `json_schema`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
+impl ChatCompletionRequest {
+    /// Refuses what this gateway cannot honour: more than one choice, sampling
+    /// values outside OpenAI's ranges, and the fields the type's docs name.
+    fn check_supported(&self) -> Result<(), ApiError> {
+        let refuse = |field: &str, what: &str| {
+            Err(ApiError::bad_request(format!(
+                "{field}: {what} is not supported by this gateway"
+            )))
+        };
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::bad_request("n: only 1 is supported"));
+        }
+        if let Some(t) = self.temperature {
+            if !(0.0..=2.0).contains(&t) {
+                return Err(ApiError::bad_request(format!(
+                    "temperature: must be between 0 and 2, got {t}"
+                )));
+            }
+        }
+        if let Some(p) = self.top_p {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(ApiError::bad_request(format!(
+                    "top_p: must be between 0 and 1, got {p}"
+                )));
+            }
+        }
+        let tool_fields = [
+            ("tools", self.tools.is_some()),
+            ("tool_choice", self.tool_choice.is_some()),
+            ("functions", self.functions.is_some()),
+            ("function_call", self.function_call.is_some()),
+        ];
+        if let Some((field, _)) = tool_fields.iter().find(|(_, present)| *present) {
+            return refuse(field, "tool calling");
+        }
+        if let Some(format) = &self.response_format {
+            if format.kind != "text" {
+                return refuse(
+                    "response_format",
+                    &format!("response_format type {:?} (structured output)", format.kind),
+                );
+            }
+        }
+        if self.logprobs == Some(true) {
+            return refuse("logprobs", "returning log probabilities");
+        }
+        if self.top_logprobs.is_some() {
+            return refuse("top_logprobs", "returning log probabilities");
+        }
+        if self.audio.is_some() {
+            return refuse("audio", "audio output");
+        }
+        if let Some(kind) = self
+            .modalities
+            .iter()
+            .flatten()
+            .find(|m| m.as_str() != "text")
+        {
+            return refuse("modalities", &format!("output modality {kind:?}"));
+        }
+        Ok(())
+    }
 }
 
 /// The roles a message may have. Documentation only.
@@ -407,9 +523,7 @@ pub async fn chat_completions(
         Err(refused) => return Ok(refused),
     };
     let gateway = gateway(&state)?.clone();
-    if body.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::bad_request("n: only 1 is supported"));
-    }
+    body.check_supported()?;
     // Checked whoever calls: the document bounds `user` for every request, and a
     // key with its own user must not make an over-long one acceptable.
     let body_user = limited(body.user, "user", 128)?;
@@ -1624,6 +1738,65 @@ pub async fn admin_run_benchmarks(
 mod tests {
     use super::*;
     use crate::http::openapi::test_support::assert_same_bytes_as_a_json_map as same_bytes;
+
+    fn check(extra: Value) -> Result<(), String> {
+        let mut body = json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]});
+        for (key, value) in extra.as_object().expect("object") {
+            body[key] = value.clone();
+        }
+        let request: ChatCompletionRequest = serde_json::from_value(body).expect("parses");
+        request.check_supported().map_err(|error| error.message)
+    }
+
+    #[test]
+    fn fields_whose_effect_the_gateway_cannot_give_are_refused_by_name() {
+        for (extra, field) in [
+            (
+                json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
+                "tools",
+            ),
+            (json!({"tool_choice": "auto"}), "tool_choice"),
+            (json!({"functions": []}), "functions"),
+            (json!({"function_call": "none"}), "function_call"),
+            (
+                json!({"response_format": {"type": "json_object"}}),
+                "response_format",
+            ),
+            (
+                json!({"response_format": {"type": "json_schema", "json_schema": {}}}),
+                "response_format",
+            ),
+            (json!({"logprobs": true}), "logprobs"),
+            (json!({"top_logprobs": 3}), "top_logprobs"),
+            (json!({"audio": {"voice": "alloy"}}), "audio"),
+            (json!({"modalities": ["text", "audio"]}), "modalities"),
+            (json!({"n": 2}), "n"),
+            (json!({"temperature": 2.5}), "temperature"),
+            (json!({"temperature": -0.1}), "temperature"),
+            (json!({"top_p": 1.5}), "top_p"),
+        ] {
+            let message = check(extra.clone()).expect_err(&extra.to_string());
+            assert!(
+                message.starts_with(&format!("{field}:")),
+                "{extra}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn harmless_or_neutral_values_of_those_fields_pass() {
+        for extra in [
+            json!({}),
+            json!({"response_format": {"type": "text"}}),
+            json!({"logprobs": false}),
+            json!({"modalities": ["text"]}),
+            json!({"tools": null, "audio": null}),
+            json!({"temperature": 0, "top_p": 1, "n": 1}),
+            json!({"temperature": 2.0, "seed": 7, "presence_penalty": 0.5}),
+        ] {
+            assert_eq!(check(extra.clone()), Ok(()), "{extra}");
+        }
+    }
 
     #[test]
     fn answers_keep_their_bytes() {
