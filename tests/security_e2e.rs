@@ -79,6 +79,16 @@ async fn secrets_never_appear_in_logs_events_or_errors() {
         !wrong_body.contains("sk-guess-this-one"),
         "presented keys are not echoed"
     );
+    // The key is checked before the body: no key, no word on what the body lacks.
+    let malformed = client()
+        .post(format!("{}/v1/chat/completions", daemon.url))
+        .bearer_auth("sk-guess-this-one")
+        .header("content-type", "application/json")
+        .body("{\"messages\": 7")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(malformed.status(), 401);
     // Admin calls with a bad token, and with the right one.
     let (status, _) = daemon
         .post("/api/v1/admin/run-benchmarks", &json!({}))

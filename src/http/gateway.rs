@@ -516,12 +516,15 @@ pub struct ChunkEvent {
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<ChatCompletionRequest>,
+    body: Result<ApiJson<ChatCompletionRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
+    // The key first, as OpenAI does: a caller without one learns nothing about
+    // what the body should have been.
     let caller = match caller(&state, &headers) {
         Ok(caller) => caller,
         Err(refused) => return Ok(refused),
     };
+    let ApiJson(body) = body?;
     let gateway = gateway(&state)?.clone();
     body.check_supported()?;
     // Checked whoever calls: the document bounds `user` for every request, and a
