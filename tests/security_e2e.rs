@@ -89,6 +89,47 @@ async fn secrets_never_appear_in_logs_events_or_errors() {
         .await
         .expect("send");
     assert_eq!(malformed.status(), 401);
+    // `/api/v1/chat` spends the same budget, so it takes the same key.
+    let routed = |key: Option<&str>| {
+        let mut request = client()
+            .post(format!("{}/api/v1/chat", daemon.url))
+            .json(&json!({"message": "hello", "user_id": "someone-else"}));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    assert_eq!(routed(None).await.expect("send").status(), 401);
+    assert_eq!(
+        routed(Some("sk-guess-this-one"))
+            .await
+            .expect("send")
+            .status(),
+        401
+    );
+    let answer = routed(Some(GATEWAY_SECRET)).await.expect("send");
+    assert_eq!(answer.status(), 200);
+    let answer: serde_json::Value = answer.json().await.expect("json");
+    let explain = format!(
+        "/api/v1/audit/requests/{}",
+        answer["request_id"].as_str().expect("request_id")
+    );
+    // The call's records go to the log after the answer (they may wait for
+    // company): ask until they are there.
+    let mut explained = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, body) = daemon.get(&explain).await;
+        explained = body;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        explained.to_string().contains("\"sec\"")
+            && !explained.to_string().contains("someone-else"),
+        "spend goes to the key's user, not the body's: {explained}"
+    );
     // Admin calls with a bad token, and with the right one.
     let (status, _) = daemon
         .post("/api/v1/admin/run-benchmarks", &json!({}))

@@ -500,7 +500,7 @@ pub struct ChunkEvent {
                 (ChatCompletion = "application/json"),
                 (ChunkEvent = "text/event-stream"),
             )),
-        (status = 400, description = "A bad field (the message names it: empty `messages`, an unknown role, a non-text part, `n` other than 1, `max_tokens` out of range), or a body that is not JSON", body = ErrorBody),
+        (status = 400, description = "A bad field (the message names it: empty `messages`, an unknown role, a non-text part, `n` other than 1, `max_tokens`, `temperature` or `top_p` out of range, or a field whose effect the gateway cannot give: `tools`, `response_format` other than `text`, `logprobs`, audio), or a body that is not JSON", body = ErrorBody),
         (status = 401, description = "`invalid_api_key`: a missing or unknown API key", body = ErrorBody),
         (status = 402, description = "The monthly budget of every provider that could serve it is spent", body = ErrorBody),
         (status = 404, description = "`model_not_found`: no provider serves that model", body = ErrorBody),
@@ -770,7 +770,7 @@ pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Respon
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"user_id": "ada", "session_id": "s1", "message": "Explain recursion in one line"}))]
 pub struct ChatBody {
-    /// The learner or user.
+    /// The learner or user, at most 128 bytes (a key with its own user wins).
     pub user_id: Option<String>,
     /// Session for continuity.
     pub session_id: Option<String>,
@@ -817,11 +817,14 @@ pub struct ChatAnswer {
 /// Routed chat message.
 ///
 /// `POST /api/v1/chat`: a routed, session-aware single message (seed 003).
+/// It spends provider budget like `/v1/chat/completions`, so it takes the same
+/// API key (when `gateway.api_keys` has any) and the same per-key rate limit.
 #[utoipa::path(
     post,
     path = "/api/v1/chat",
     tag = "gateway",
     operation_id = "chat",
+    security(("api_key" = [])),
     request_body = ChatBody,
     responses(
         (status = 200, description = "The answer", body = ChatAnswer,
@@ -832,10 +835,13 @@ pub struct ChatAnswer {
                     parameters(("id" = "$response.body#/request_id")))),
             )),
         (status = 400, description = "A bad field (the message names it), an unknown field, or a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "`invalid_api_key`: a missing or unknown API key", body = ErrorBody),
         (status = 402, description = "The monthly budget of every provider that could serve it is spent", body = ErrorBody),
         (status = 404, description = "`model_not_found`: no provider serves that model", body = ErrorBody),
         (status = 413, description = "The body is larger than `server.body_limit_bytes`", body = ErrorBody),
-        (status = 429, description = "The call is over a provider's per-request budget", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this key is over `gateway.rate_limit_per_sec` (see `Retry-After`), or the call is over a provider's per-request budget",
+            headers(("retry-after" = u64, description = "Seconds to wait (rate limit only)")),
+            body = ErrorBody),
         (status = 502, description = "The provider failed", body = ErrorBody),
         (status = 503, description = "`no_providers` (none configured) or no healthy provider (circuits open)", body = ErrorBody),
         (status = 504, description = "The provider timed out", body = ErrorBody),
@@ -843,8 +849,14 @@ pub struct ChatAnswer {
 )]
 pub async fn chat(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<ChatBody>,
-) -> Result<Json<ChatAnswer>, ApiError> {
+    headers: HeaderMap,
+    body: Result<ApiJson<ChatBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    let caller = match caller(&state, &headers) {
+        Ok(caller) => caller,
+        Err(refused) => return Ok(refused),
+    };
+    let ApiJson(body) = body?;
     let gateway = gateway(&state)?.clone();
     let mut call = Call::new(
         CallSource::Chat,
@@ -854,7 +866,13 @@ pub async fn chat(
             content: body.message,
         }],
     );
-    call.user_id = limited(body.user_id, "user_id", 128)?;
+    let body_user = limited(body.user_id, "user_id", 128)?;
+    call.user_id = match caller {
+        Caller::Key {
+            user_id: Some(user),
+        } => Some(user),
+        _ => body_user,
+    };
     call.session_id = limited(body.session_id, "session_id", 128)?;
     call.max_tokens = body.max_tokens;
     let answer = tokio::spawn(async move { gateway.complete(call).await })
@@ -874,7 +892,8 @@ pub async fn chat(
             input_tokens: answer.usage.input_tokens,
             output_tokens: answer.usage.output_tokens,
         },
-    }))
+    })
+    .into_response())
 }
 
 /// Body of `POST /api/v1/providers/select`.
