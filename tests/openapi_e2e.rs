@@ -170,6 +170,10 @@ async fn client_mistakes_schemathesis_found_answer_400_and_the_document_matches(
         .await;
     assert_eq!(status, 400);
 
+    // An empty learner id is a missing one, not a learner without progress.
+    let (status, body) = daemon.get("/api/v1/training/progress?user_id=").await;
+    assert_eq!(status, 400, "{body}");
+
     // `user` is bounded for every caller, also one whose key names its user.
     let mut body = support::chat_body("hello", 8);
     body["user"] = json!("u".repeat(129));

@@ -683,7 +683,7 @@ pub async fn progress(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ProgressQuery>,
 ) -> Result<Json<Progress>, ApiError> {
-    let user_id = required(query.user_id, "user_id")?;
+    let user_id = required(query.user_id.filter(|u| !u.is_empty()), "user_id")?;
     wait_for_position(
         &state.mastery,
         query.min_position,
