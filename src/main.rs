@@ -28,8 +28,7 @@ fn main() {
     }
     telemetry::init_logging(cli.log_format);
     if let Err(error) = run(cli) {
-        // `{:#}` prints the whole context chain on one line.
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", chain_line(&error));
         std::process::exit(1);
     }
 }
@@ -70,6 +69,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// A clap error on one line: the message and its details, without the usage
 /// block and the `--help` hint.
+/// The error and its causes on one line, as `{:#}` prints them, less the causes
+/// a message already quotes: our errors name their cause in their own text (the
+/// HTTP answers and the log show only that), so `{:#}` would print it twice.
+fn chain_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn one_line(rendered: &str) -> String {
     let mut parts = Vec::new();
     for line in rendered.lines() {
@@ -90,4 +107,29 @@ fn tool_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct Quoting {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_the_message_already_quotes_is_printed_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(Quoting {
+            path: "a.toml",
+            source: io(),
+        });
+        assert_eq!(chain_line(&error), "cannot read a.toml: no such file");
+        // Context that does not quote its cause still shows it.
+        let error = anyhow::Error::new(io()).context("opening the log");
+        assert_eq!(chain_line(&error), "opening the log: no such file");
+    }
 }
