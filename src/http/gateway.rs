@@ -305,7 +305,7 @@ impl ChatCompletionRequest {
             if format.kind != "text" {
                 return refuse(
                     "response_format",
-                    &format!("response_format type {:?} (structured output)", format.kind),
+                    &format!("type {:?} (structured output)", format.kind),
                 );
             }
         }

@@ -24,6 +24,9 @@ use crate::gateway::types::{ChatRequest, ChatResponse, ProviderError, StreamEven
 /// The API version every request pins.
 const VERSION: &str = "2023-06-01";
 
+/// The highest `temperature` the Messages API accepts.
+const TEMPERATURE_MAX: f64 = 1.0;
+
 /// An Anthropic provider.
 #[derive(Debug)]
 pub(crate) struct Anthropic {
@@ -300,7 +303,10 @@ impl Vendor for Anthropic {
             max_tokens: request.max_tokens,
             messages,
             system: (!system.is_empty()).then(|| system.join("\n\n")),
-            temperature: request.temperature,
+            // OpenAI's scale runs to 2, Anthropic's to 1, which refuses more with
+            // a 400. An `auto` request must not fail only because the router chose
+            // Anthropic, so above 1 it gets Anthropic's most random setting.
+            temperature: request.temperature.map(|t| t.min(TEMPERATURE_MAX)),
             top_p: request.top_p,
             stop_sequences: &request.stop,
             stream,
@@ -351,6 +357,7 @@ mod tests {
     use serde_json::json;
 
     use super::super::fixtures::{self, check_error, drain, fixture, serve, text, Canned, KEY};
+    use super::{Anthropic, Vendor};
     use crate::gateway::types::{ErrorKind, StreamEvent, Usage};
 
     fn expected_body(stream: bool) -> serde_json::Value {
@@ -371,6 +378,19 @@ mod tests {
             body["stream"] = json!(true);
         }
         body
+    }
+
+    #[test]
+    fn a_temperature_past_anthropics_range_is_sent_as_its_maximum() {
+        let mut request = fixtures::request("claude-3-5-sonnet-20241022");
+        for (given, sent) in [(1.7, 1.0), (1.0, 1.0), (0.3, 0.3)] {
+            request.temperature = Some(given);
+            let body: serde_json::Value = serde_json::from_slice(
+                &<Anthropic as Vendor>::body(&request, false).expect("body"),
+            )
+            .expect("json");
+            assert_eq!(body["temperature"], json!(sent), "{given}");
+        }
     }
 
     #[tokio::test]
