@@ -202,7 +202,7 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
-    /// Stop sequences.
+    /// Stop sequences: one, or a list of at most 4.
     #[serde(default)]
     pub stop: Option<Stop>,
     /// Stream as server-sent events.
@@ -258,6 +258,10 @@ pub struct ChatCompletionRequest {
     pub modalities: Option<Vec<String>>,
 }
 
+/// Most `stop` sequences: OpenAI's limit, which every vendor behind it takes
+/// (Gemini's is 5).
+const STOP_SEQUENCES_MAX: usize = 4;
+
 /// `response_format`: only its type is read.
 #[derive(Debug, Deserialize)]
 pub struct ResponseFormat {
@@ -289,6 +293,14 @@ impl ChatCompletionRequest {
             if !(0.0..=1.0).contains(&p) {
                 return Err(ApiError::bad_request(format!(
                     "top_p: must be between 0 and 1, got {p}"
+                )));
+            }
+        }
+        if let Some(Stop::Many(sequences)) = &self.stop {
+            if sequences.len() > STOP_SEQUENCES_MAX {
+                return Err(ApiError::bad_request(format!(
+                    "stop: at most {STOP_SEQUENCES_MAX} sequences, got {}",
+                    sequences.len()
                 )));
             }
         }
@@ -500,7 +512,7 @@ pub struct ChunkEvent {
                 (ChatCompletion = "application/json"),
                 (ChunkEvent = "text/event-stream"),
             )),
-        (status = 400, description = "A bad field (the message names it: empty `messages`, an unknown role, a non-text part, `n` other than 1, `max_tokens`, `temperature` or `top_p` out of range, or a field whose effect the gateway cannot give: `tools`, `response_format` other than `text`, `logprobs`, audio), or a body that is not JSON", body = ErrorBody),
+        (status = 400, description = "A bad field (the message names it: empty `messages`, an unknown role, a non-text part, `n` other than 1, `max_tokens`, `temperature` or `top_p` out of range, more than 4 `stop` sequences, or a field whose effect the gateway cannot give: `tools`, `response_format` other than `text`, `logprobs`, audio), or a body that is not JSON", body = ErrorBody),
         (status = 401, description = "`invalid_api_key`: a missing or unknown API key", body = ErrorBody),
         (status = 402, description = "The monthly budget of every provider that could serve it is spent", body = ErrorBody),
         (status = 404, description = "`model_not_found`: no provider serves that model", body = ErrorBody),
@@ -1796,6 +1808,7 @@ mod tests {
             (json!({"temperature": 2.5}), "temperature"),
             (json!({"temperature": -0.1}), "temperature"),
             (json!({"top_p": 1.5}), "top_p"),
+            (json!({"stop": ["a", "b", "c", "d", "e"]}), "stop"),
         ] {
             let message = check(extra.clone()).expect_err(&extra.to_string());
             assert!(
@@ -1814,6 +1827,8 @@ mod tests {
             json!({"modalities": ["text"]}),
             json!({"tools": null, "audio": null}),
             json!({"temperature": 0, "top_p": 1, "n": 1}),
+            json!({"stop": "\n"}),
+            json!({"stop": ["a", "b", "c", "d"]}),
             json!({"temperature": 2.0, "seed": 7, "presence_penalty": 0.5}),
         ] {
             assert_eq!(check(extra.clone()), Ok(()), "{extra}");
