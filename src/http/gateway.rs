@@ -151,14 +151,32 @@ pub struct RequestMessage {
     pub content: Option<Content>,
 }
 
-/// `stop`: a string or a list.
-#[derive(Debug, Deserialize, ToSchema)]
+/// `stop`: a string or a list (documented by `stop_schema`).
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum Stop {
     /// One sequence.
     One(String),
-    /// Several.
+    /// Several, at most 4.
     Many(Vec<String>),
+}
+
+/// `stop` in the document: a string, or a list of at most
+/// [`STOP_SEQUENCES_MAX`] (the derive cannot bound an untagged variant's list).
+fn stop_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let one_of = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(string())
+        .item(
+            ArrayBuilder::new()
+                .items(string())
+                .max_items(Some(STOP_SEQUENCES_MAX)),
+        )
+        .description(Some("Stop sequences: one, or a list of at most 4."))
+        .build();
+    Schema::OneOf(one_of)
 }
 
 /// `stream_options`.
@@ -204,6 +222,7 @@ pub struct ChatCompletionRequest {
     pub top_p: Option<f64>,
     /// Stop sequences: one, or a list of at most 4.
     #[serde(default)]
+    #[schema(schema_with = stop_schema)]
     pub stop: Option<Stop>,
     /// Stream as server-sent events.
     #[serde(default)]
