@@ -67,8 +67,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// A clap error on one line: the message and its details, without the usage
-/// block and the `--help` hint.
 /// The error and its causes on one line, as `{:#}` prints them, less the causes
 /// a message already quotes: our errors name their cause in their own text (the
 /// HTTP answers and the log show only that), so `{:#}` would print it twice.
@@ -87,6 +85,8 @@ fn chain_line(error: &anyhow::Error) -> String {
     line
 }
 
+/// A clap error on one line: the message and its details, without the usage
+/// block and the `--help` hint.
 fn one_line(rendered: &str) -> String {
     let mut parts = Vec::new();
     for line in rendered.lines() {
